@@ -1,0 +1,119 @@
+//! Every setting, its environment variable and its default, in one place.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use base64::Engine as _;
+
+/// Settings shared by every command that talks to the database.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// PostgreSQL to use; unset: the built-in PostgreSQL in the data directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Address the server listens on.
+    #[arg(long, env = "STRATA_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Holds the built-in PostgreSQL cluster and generated secrets.
+    #[arg(long, env = "STRATA_DATA_DIR", default_value = ".strata")]
+    pub data_dir: PathBuf,
+
+    /// Platform admin bearer token; unset: generated once and kept in the data directory.
+    #[arg(long, env = "STRATA_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Key that signs tenant users' tokens; unset: generated once and kept in the data directory.
+    #[arg(long, env = "STRATA_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+
+    /// Base domain for subdomain resolution (`acme.<base>` names tenant `acme`).
+    #[arg(long, env = "STRATA_BASE_DOMAIN")]
+    pub base_domain: Option<String>,
+
+    /// Serve GraphiQL's assets from this folder instead of the copy built into the binary.
+    #[arg(long, env = "STRATA_GRAPHIQL_DIR")]
+    pub graphiql_dir: Option<PathBuf>,
+
+    /// Most database connections the server holds.
+    #[arg(long, env = "STRATA_POOL_SIZE", default_value_t = 16)]
+    pub pool_size: u32,
+
+    /// Lifetime of a tenant user's token, in seconds.
+    #[arg(long, env = "STRATA_TOKEN_TTL_SECS", default_value_t = 3600)]
+    pub token_ttl_secs: u64,
+}
+
+/// The two secrets the server needs, from settings or the data directory.
+#[derive(Clone)]
+pub struct Secrets {
+    /// Platform admin bearer token.
+    pub admin_token: String,
+    /// HMAC key for tenant users' tokens.
+    pub token_secret: String,
+    /// Whether the admin token was generated (rather than set), so it is worth printing.
+    pub admin_token_generated: bool,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets { .. }")
+    }
+}
+
+impl Secrets {
+    /// Takes each secret from its setting, or else from `<data_dir>/<name>`,
+    /// generating and storing it (mode 0600) the first time.
+    pub fn load(config: &Config) -> anyhow::Result<Self> {
+        let (admin_token, admin_token_generated) =
+            setting_or_file(config.admin_token.as_deref(), &config.data_dir, "admin-token")?;
+        let (token_secret, _) =
+            setting_or_file(config.token_secret.as_deref(), &config.data_dir, "token-secret")?;
+        Ok(Self {
+            admin_token,
+            token_secret,
+            admin_token_generated,
+        })
+    }
+}
+
+fn setting_or_file(value: Option<&str>, dir: &Path, name: &str) -> anyhow::Result<(String, bool)> {
+    if let Some(value) = value.filter(|v| !v.is_empty()) {
+        return Ok((value.to_owned(), false));
+    }
+    let path = dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok((text.trim().to_owned(), true)),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let secret = random_secret();
+    write_private(&path, &secret)?;
+    Ok((secret, true))
+}
+
+/// 32 random bytes, URL-safe base64.
+pub fn random_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Writes a file only its owner can read.
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}

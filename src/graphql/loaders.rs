@@ -1,0 +1,212 @@
+//! Per-request DataLoaders: one query per kind of lookup, however many rows
+//! ask. Each batch runs in its own tenant-bound transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::dataloader::Loader;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use crate::db::Pool;
+use crate::db::schema::tenant::tasks as tasks_table;
+use crate::domain::projects::Project;
+use crate::domain::tasks::{self, Task};
+use crate::domain::users::{self, User};
+use crate::error::AppError;
+use crate::in_tenant;
+use crate::tenancy::TenantSlug;
+
+/// Loads rows of one tenant.
+pub struct TenantLoader {
+    pool: Pool,
+    slug: TenantSlug,
+}
+
+impl TenantLoader {
+    /// A loader for `slug`'s schema.
+    pub fn new(pool: Pool, slug: TenantSlug) -> Self {
+        Self { pool, slug }
+    }
+}
+
+/// Loader errors are shared between every waiter of a batch.
+pub type LoadError = Arc<AppError>;
+
+/// A user, by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserKey(pub Uuid);
+
+/// A project, by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProjectKey(pub Uuid);
+
+/// One page of one project's tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProjectTasksKey {
+    pub project_id: Uuid,
+    pub status: Option<&'static str>,
+    pub after: Option<Uuid>,
+    /// Rows wanted, one more than the page size (to know if more follow).
+    pub limit: i64,
+}
+
+/// How many tasks a project has (optionally of one status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProjectTaskCountKey {
+    pub project_id: Uuid,
+    pub status: Option<&'static str>,
+}
+
+impl Loader<UserKey> for TenantLoader {
+    type Value = User;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[UserKey]) -> Result<HashMap<UserKey, User>, LoadError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows = async {
+            in_tenant!(&self.pool, &self.slug, |conn| Ok(users::find_many(conn, &ids).await?))
+        }
+        .await
+        .map_err(Arc::new)?;
+        Ok(rows.into_iter().map(|u| (UserKey(u.id), u)).collect())
+    }
+}
+
+impl Loader<ProjectKey> for TenantLoader {
+    type Value = Project;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[ProjectKey]) -> Result<HashMap<ProjectKey, Project>, LoadError> {
+        use crate::db::schema::tenant::projects as p;
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows: Vec<Project> = async {
+            in_tenant!(&self.pool, &self.slug, |conn| Ok(p::table
+                .filter(p::id.eq_any(&ids))
+                .select(Project::as_select())
+                .load(conn)
+                .await?))
+        }
+        .await
+        .map_err(Arc::new)?;
+        Ok(rows.into_iter().map(|p| (ProjectKey(p.id), p)).collect())
+    }
+}
+
+impl Loader<ProjectTasksKey> for TenantLoader {
+    type Value = Vec<Task>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[ProjectTasksKey],
+    ) -> Result<HashMap<ProjectTasksKey, Vec<Task>>, LoadError> {
+        // Keys asking for the same page shape share one statement; a normal
+        // dashboard query has exactly one shape.
+        let mut shapes: HashMap<(Option<&'static str>, Option<Uuid>, i64), Vec<Uuid>> = HashMap::new();
+        for key in keys {
+            shapes
+                .entry((key.status, key.after, key.limit))
+                .or_default()
+                .push(key.project_id);
+        }
+        let found = async {
+            in_tenant!(&self.pool, &self.slug, |conn| {
+                let mut out = HashMap::new();
+                for ((status, after, limit), ids) in &shapes {
+                    let rows = tasks::for_projects(conn, ids, *status, *after, *limit).await?;
+                    for id in ids {
+                        out.insert(
+                            ProjectTasksKey {
+                                project_id: *id,
+                                status: *status,
+                                after: *after,
+                                limit: *limit,
+                            },
+                            Vec::new(),
+                        );
+                    }
+                    for task in rows {
+                        let key = ProjectTasksKey {
+                            project_id: task.project_id,
+                            status: *status,
+                            after: *after,
+                            limit: *limit,
+                        };
+                        out.entry(key).or_insert_with(Vec::new).push(task);
+                    }
+                }
+                Ok(out)
+            })
+        }
+        .await
+        .map_err(Arc::new)?;
+        Ok(found)
+    }
+}
+
+impl Loader<ProjectTaskCountKey> for TenantLoader {
+    type Value = i64;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[ProjectTaskCountKey],
+    ) -> Result<HashMap<ProjectTaskCountKey, i64>, LoadError> {
+        let mut by_status: HashMap<Option<&'static str>, Vec<Uuid>> = HashMap::new();
+        for key in keys {
+            by_status.entry(key.status).or_default().push(key.project_id);
+        }
+        let counts = async {
+            in_tenant!(&self.pool, &self.slug, |conn| {
+                let mut out = HashMap::new();
+                for (status, ids) in &by_status {
+                    let mut query = tasks_table::table
+                        .filter(tasks_table::project_id.eq_any(ids))
+                        .group_by(tasks_table::project_id)
+                        .select((tasks_table::project_id, diesel::dsl::count_star()))
+                        .into_boxed();
+                    if let Some(status) = status {
+                        query = query.filter(tasks_table::status.eq(*status));
+                    }
+                    let rows: Vec<(Uuid, i64)> = query.load(conn).await?;
+                    let found: HashMap<Uuid, i64> = rows.into_iter().collect();
+                    for id in ids {
+                        out.insert(
+                            ProjectTaskCountKey {
+                                project_id: *id,
+                                status: *status,
+                            },
+                            found.get(id).copied().unwrap_or(0),
+                        );
+                    }
+                }
+                Ok(out)
+            })
+        }
+        .await
+        .map_err(Arc::new)?;
+        Ok(counts)
+    }
+}
+
+/// Turns a shared loader error back into a GraphQL error.
+pub fn load_error(err: LoadError) -> async_graphql::Error {
+    match Arc::try_unwrap(err) {
+        Ok(err) => err.into(),
+        Err(shared) => {
+            let code = shared.code();
+            if code == "INTERNAL_SERVER_ERROR" {
+                tracing::error!(error = ?shared, "loader failed");
+            }
+            use async_graphql::ErrorExtensions as _;
+            let message = if code == "INTERNAL_SERVER_ERROR" {
+                "internal server error".to_owned()
+            } else {
+                shared.to_string()
+            };
+            async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code))
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The GraphQL API: one module per domain, merged into one schema.
+
+pub mod context;
+pub mod loaders;
+pub mod pagination;
+pub mod projects;
+pub mod tasks;
+pub mod tenants;
+pub mod users;
+
+use async_graphql::{EmptySubscription, MergedObject, Schema};
+
+/// Deepest query accepted.
+pub const MAX_DEPTH: usize = 12;
+/// Most complex query accepted (list fields count `first` times their children).
+pub const MAX_COMPLEXITY: usize = 20_000;
+
+/// Every query field.
+#[derive(MergedObject, Default)]
+pub struct Query(
+    tenants::TenantsQuery,
+    users::UsersQuery,
+    projects::ProjectsQuery,
+    tasks::TasksQuery,
+);
+
+/// Every mutation.
+#[derive(MergedObject, Default)]
+pub struct Mutation(
+    tenants::TenantsMutation,
+    users::UsersMutation,
+    projects::ProjectsMutation,
+    tasks::TasksMutation,
+);
+
+/// The schema type.
+pub type StrataSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Builds the schema, with no context data: each request brings its own
+/// [`context::RequestCtx`].
+pub fn schema() -> StrataSchema {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .limit_recursive_depth(32)
+        .finish()
+}
+
+/// The schema in SDL, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    schema().sdl()
+}

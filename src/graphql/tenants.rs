@@ -1,0 +1,230 @@
+//! Platform operations: plans and tenants. Admin token only.
+
+use async_graphql::connection::Connection;
+use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use crate::domain::plans::{self, Plan};
+use crate::domain::users::User;
+use crate::error::AppError;
+use crate::graphql::context::ContextExt as _;
+use crate::graphql::pagination::{self, connection, page_size};
+use crate::tenancy::provision::{self, CreateTenant};
+use crate::tenancy::tenants::{self, Tenant};
+
+/// Whether a tenant is serving requests.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum TenantStatus {
+    /// Serving requests.
+    Active,
+    /// Its API answers `TENANT_SUSPENDED`.
+    Suspended,
+    /// Soft-deleted.
+    Deleted,
+}
+
+#[Object]
+impl Plan {
+    /// Stable code: `free`, `professional`, `enterprise`, `research`.
+    async fn code(&self) -> &str {
+        &self.code
+    }
+    /// Display name.
+    async fn name(&self) -> &str {
+        &self.name
+    }
+    /// Monthly price in US cents.
+    async fn price_cents(&self) -> i32 {
+        self.price_cents
+    }
+    /// Most users a tenant may have; null: unlimited.
+    async fn max_seats(&self) -> Option<i32> {
+        self.max_seats
+    }
+    /// Most projects a tenant may have; null: unlimited.
+    async fn max_projects(&self) -> Option<i32> {
+        self.max_projects
+    }
+    /// API calls included per month.
+    async fn api_calls_per_month(&self) -> i64 {
+        self.api_calls_per_month
+    }
+    /// Storage included, in GB.
+    async fn storage_gb(&self) -> i32 {
+        self.storage_gb
+    }
+    /// Whether the plan covers HIPAA workloads.
+    async fn hipaa(&self) -> bool {
+        self.hipaa
+    }
+}
+
+#[Object]
+impl Tenant {
+    /// Tenant id.
+    async fn id(&self) -> ID {
+        ID(self.id.to_string())
+    }
+    /// Slug: names the tenant in `X-Tenant` and subdomains.
+    async fn slug(&self) -> &str {
+        &self.slug
+    }
+    /// Display name.
+    async fn name(&self) -> &str {
+        &self.name
+    }
+    /// Whether the tenant is serving requests.
+    async fn status(&self) -> TenantStatus {
+        match self.status.as_str() {
+            tenants::status::ACTIVE => TenantStatus::Active,
+            tenants::status::SUSPENDED => TenantStatus::Suspended,
+            _ => TenantStatus::Deleted,
+        }
+    }
+    /// The tenant's plan.
+    async fn plan(&self, ctx: &Context<'_>) -> Result<Plan> {
+        let app = &ctx.req()?.app;
+        let mut conn = app.pool.get().await.map_err(AppError::from)?;
+        plans::find(&mut conn, &self.plan_code)
+            .await
+            .map_err(AppError::from)?
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("plan {} missing", self.plan_code)).into())
+    }
+    /// PostgreSQL schema holding the tenant's data.
+    async fn schema_name(&self) -> &str {
+        &self.schema_name
+    }
+    /// How many tenant-template migrations the schema has had.
+    async fn template_version(&self) -> i32 {
+        self.template_version
+    }
+    /// When the tenant was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.created_at
+    }
+}
+
+/// The owner created with a tenant.
+#[derive(InputObject, Debug)]
+pub struct OwnerInput {
+    /// Sign-in email, unique within the tenant.
+    pub email: String,
+    /// At least 8 characters; stored as an argon2id hash.
+    pub password: String,
+    /// Name shown in the dashboard.
+    pub display_name: String,
+}
+
+/// A new tenant.
+#[derive(InputObject, Debug)]
+pub struct CreateTenantInput {
+    /// Lowercase letter first, then lowercase letters, digits or `_`; 2 to 40 characters.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// Plan code (see `plans`).
+    pub plan: String,
+    /// The tenant's first user, its owner.
+    pub owner: OwnerInput,
+}
+
+/// The tenant and its owner.
+#[derive(SimpleObject)]
+pub struct CreateTenantPayload {
+    /// The new tenant.
+    pub tenant: Tenant,
+    /// Its owner.
+    pub owner: User,
+}
+
+/// Plans and tenants.
+#[derive(Default)]
+pub struct TenantsQuery;
+
+#[Object]
+impl TenantsQuery {
+    /// Every plan, cheapest first. Admin token only.
+    async fn plans(&self, ctx: &Context<'_>) -> Result<Vec<Plan>> {
+        let req = ctx.req()?;
+        req.require_admin()?;
+        let mut conn = req.app.pool.get().await.map_err(AppError::from)?;
+        Ok(plans::list(&mut conn).await.map_err(AppError::from)?)
+    }
+
+    /// Every tenant, in slug order. Admin token only.
+    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    async fn tenants(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, Tenant, TenantConnectionFields>> {
+        let req = ctx.req()?;
+        req.require_admin()?;
+        let first = page_size(first)?;
+        let after = after.as_deref().map(pagination::decode_cursor).transpose()?;
+        let mut conn = req.app.pool.get().await.map_err(AppError::from)?;
+        let (rows, more) = tenants::list(&mut conn, first, after.as_deref())
+            .await
+            .map_err(AppError::from)?;
+        Ok(connection(rows, more, after.is_some(), |t| t.slug.clone(), TenantConnectionFields))
+    }
+
+    /// One tenant by slug, whatever its status. Admin token only.
+    async fn tenant(&self, ctx: &Context<'_>, slug: String) -> Result<Option<Tenant>> {
+        let req = ctx.req()?;
+        req.require_admin()?;
+        let mut conn = req.app.pool.get().await.map_err(AppError::from)?;
+        Ok(tenants::find_by_slug(&mut conn, &slug).await.map_err(AppError::from)?)
+    }
+}
+
+/// Extra fields of `TenantConnection`.
+pub struct TenantConnectionFields;
+
+#[Object]
+impl TenantConnectionFields {
+    /// How many tenants there are in all.
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        let mut conn = ctx.req()?.app.pool.get().await.map_err(AppError::from)?;
+        Ok(tenants::count(&mut conn).await.map_err(AppError::from)?)
+    }
+}
+
+/// Creating tenants.
+#[derive(Default)]
+pub struct TenantsMutation;
+
+#[Object]
+impl TenantsMutation {
+    /// Creates a tenant: its schema, the whole tenant template and its owner,
+    /// all or nothing. A taken slug is `CONFLICT`. Admin token only.
+    async fn create_tenant(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateTenantInput,
+    ) -> Result<CreateTenantPayload> {
+        let req = ctx.req()?;
+        req.require_admin()?;
+        let app = &req.app;
+        let made = provision::create_tenant(
+            &app.pool,
+            app.template,
+            CreateTenant {
+                slug: input.slug,
+                name: input.name,
+                plan: input.plan,
+                owner_email: input.owner.email,
+                owner_password: input.owner.password,
+                owner_display_name: input.owner.display_name,
+            },
+        )
+        .await?;
+        // A cached "no such tenant" must not outlive the tenant's creation.
+        app.tenants.clear();
+        Ok(CreateTenantPayload {
+            tenant: made.tenant,
+            owner: made.owner,
+        })
+    }
+}

@@ -1,0 +1,49 @@
+//! The HTTP surface: `/graphql`, GraphiQL at `/`, `/healthz` and `/readyz`.
+
+pub mod graphiql;
+mod graphql;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::App;
+
+/// Largest request body accepted on `/graphql`.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The router, ready to serve.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/", get(graphiql::page))
+        .route("/graphiql/{file}", get(graphiql::asset))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(graphql::panic_response))
+        .layer(TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if crate::db::is_ready(&app.pool, &app.latest_migration).await {
+        "ready".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: database unreachable or management schema not migrated",
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,311 @@
+//! The `strata` command: serve, migrate, tenants, print-schema.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use strata::config::{Config, Secrets};
+use strata::db::embedded::{self, EmbeddedPostgres};
+use strata::tenancy::provision::{self, CreateTenant};
+use strata::{App, db, demo};
+
+/// Multi-tenant GraphQL API server: one PostgreSQL schema per tenant.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the server (starting the built-in PostgreSQL when DATABASE_URL is unset).
+    Serve {
+        #[command(flatten)]
+        config: Config,
+        /// Do not seed the demo tenants, even on a fresh built-in database.
+        #[arg(long)]
+        no_demo: bool,
+    },
+    /// Applies the management schema's migrations, then exits.
+    Migrate {
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Creates and lists tenants.
+    Tenants {
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
+    /// Writes the GraphQL schema (SDL).
+    PrintSchema {
+        /// Where to write it; `-` for standard output.
+        #[arg(long, default_value = "schema.graphql")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantsCommand {
+    /// Creates a tenant, its schema and its owner.
+    Create {
+        #[command(flatten)]
+        config: Config,
+        /// Lowercase letter first, then lowercase letters, digits or `_`; 2 to 40 characters.
+        slug: String,
+        /// Display name (defaults to the slug).
+        #[arg(long)]
+        name: Option<String>,
+        /// Plan code.
+        #[arg(long, default_value = "free")]
+        plan: String,
+        /// The owner's sign-in email.
+        #[arg(long)]
+        owner_email: String,
+        /// The owner's password; unset: one is generated and printed.
+        #[arg(long, env = "STRATA_OWNER_PASSWORD", hide_env_values = true)]
+        owner_password: Option<String>,
+        /// The owner's display name.
+        #[arg(long, default_value = "Owner")]
+        owner_name: String,
+    },
+    /// Lists tenants.
+    List {
+        #[command(flatten)]
+        config: Config,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    init_tracing();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("STRATA_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("strata=info,tower_http=warn,warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config, no_demo } => serve(config, no_demo).await,
+        Command::Migrate { config } => {
+            let (url, pg) = open_database(&config).await?;
+            let applied = db::migrate(&url).await?;
+            println!("management schema up to date ({} migration(s) applied)", applied.len());
+            stop(pg).await
+        }
+        Command::Tenants { command } => tenants(command).await,
+        Command::PrintSchema { out } => {
+            let sdl = strata::graphql::sdl();
+            if out.as_os_str() == "-" {
+                print!("{sdl}");
+            } else {
+                std::fs::write(&out, sdl).with_context(|| format!("writing {}", out.display()))?;
+                eprintln!("wrote {}", out.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The database URL to use, starting the built-in PostgreSQL when none is set.
+async fn open_database(config: &Config) -> anyhow::Result<(String, Option<EmbeddedPostgres>)> {
+    if let Some(url) = &config.database_url {
+        return Ok((url.clone(), None));
+    }
+    let opts = embedded::Options {
+        data_dir: config.data_dir.clone(),
+        ephemeral: false,
+    };
+    let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&opts)).await??;
+    embedded::ensure_database(&pg, "strata").await?;
+    let url = pg.url("strata");
+    Ok((url, Some(pg)))
+}
+
+async fn stop(pg: Option<EmbeddedPostgres>) -> anyhow::Result<()> {
+    if let Some(pg) = pg {
+        tokio::task::spawn_blocking(move || pg.stop()).await??;
+    }
+    Ok(())
+}
+
+async fn app_for(config: &Config, url: &str) -> anyhow::Result<Arc<App>> {
+    db::migrate(url).await?;
+    let secrets = Secrets::load(config)?;
+    let pool = db::build_pool(url, config.pool_size);
+    App::new(config.clone(), secrets, pool)
+}
+
+async fn serve(config: Config, no_demo: bool) -> anyhow::Result<()> {
+    let (url, pg) = open_database(&config).await?;
+    let result = serve_on(&config, &url, pg.as_ref(), no_demo).await;
+    let stopped = stop(pg).await;
+    result.and(stopped)
+}
+
+async fn serve_on(
+    config: &Config,
+    url: &str,
+    pg: Option<&EmbeddedPostgres>,
+    no_demo: bool,
+) -> anyhow::Result<()> {
+    let app = app_for(config, url).await?;
+    let demo_marker = config.data_dir.join("demo-seeded");
+    if pg.is_some_and(|pg| pg.fresh) && !no_demo {
+        demo::seed(&app)
+            .await
+            .map_err(|e| anyhow::anyhow!("seeding the demo tenants: {e:?}"))?;
+        std::fs::write(&demo_marker, "acme globex\n")?;
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {} (set STRATA_LISTEN to use another address)", config.listen))?;
+    let addr = listener.local_addr()?;
+    println!("Strata is running");
+    println!("  GraphiQL:     http://{addr}/");
+    println!("  GraphQL:      http://{addr}/graphql");
+    match pg {
+        Some(pg) => println!(
+            "  PostgreSQL:   built-in, data in {} (log: {})",
+            config.data_dir.join("pg").display(),
+            pg.log_path.display()
+        ),
+        None => println!("  PostgreSQL:   DATABASE_URL"),
+    }
+    if app.secrets.admin_token_generated {
+        println!(
+            "  Admin token:  {}  (kept in {})",
+            app.secrets.admin_token,
+            config.data_dir.join("admin-token").display()
+        );
+    }
+    if pg.is_some() && demo_marker.exists() {
+        println!("  Demo logins (send X-Tenant: <tenant>):");
+        for (slug, email, password) in demo::LOGINS {
+            println!("    {slug:<8} {email} / {password}");
+        }
+    }
+    axum::serve(listener, strata::build_router(app))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    eprintln!("shutting down");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+async fn tenants(command: TenantsCommand) -> anyhow::Result<()> {
+    match command {
+        TenantsCommand::Create {
+            config,
+            slug,
+            name,
+            plan,
+            owner_email,
+            owner_password,
+            owner_name,
+        } => {
+            let (url, pg) = open_database(&config).await?;
+            let app = app_for(&config, &url).await?;
+            let generated = owner_password.is_none();
+            let password = owner_password.unwrap_or_else(strata::config::random_secret);
+            let made = provision::create_tenant(
+                &app.pool,
+                app.template,
+                CreateTenant {
+                    name: name.unwrap_or_else(|| slug.clone()),
+                    slug,
+                    plan,
+                    owner_email,
+                    owner_password: password.clone(),
+                    owner_display_name: owner_name,
+                },
+            )
+            .await;
+            drop(app);
+            let result = match made {
+                Ok(made) => {
+                    println!(
+                        "created tenant {} (schema {}, template version {}, plan {})",
+                        made.tenant.slug,
+                        made.tenant.schema_name,
+                        made.tenant.template_version,
+                        made.tenant.plan_code
+                    );
+                    if generated {
+                        println!("owner {} password: {password}", made.owner.email);
+                    } else {
+                        println!("owner {}", made.owner.email);
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(anyhow::anyhow!("{} ({})", e, e.code())),
+            };
+            stop(pg).await?;
+            result
+        }
+        TenantsCommand::List { config } => {
+            let (url, pg) = open_database(&config).await?;
+            let pool = db::build_pool(&url, 1);
+            let rows = {
+                let mut conn = pool.get().await.context("connecting")?;
+                let mut all = Vec::new();
+                let mut after: Option<String> = None;
+                loop {
+                    let (page, more) =
+                        strata::tenancy::tenants::list(&mut conn, 500, after.as_deref()).await?;
+                    after = page.last().map(|t| t.slug.clone());
+                    all.extend(page);
+                    if !more {
+                        break;
+                    }
+                }
+                all
+            };
+            drop(pool);
+            println!("{:<40} {:<10} {:<13} {:>7}  name", "slug", "status", "plan", "version");
+            for t in &rows {
+                println!(
+                    "{:<40} {:<10} {:<13} {:>7}  {}",
+                    t.slug, t.status, t.plan_code, t.template_version, t.name
+                );
+            }
+            println!("{} tenant(s)", rows.len());
+            stop(pg).await?;
+            Ok(())
+        }
+    }
+}

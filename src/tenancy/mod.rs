@@ -1,0 +1,12 @@
+//! Everything about tenants as tenants: slugs, the management rows, which
+//! tenant a request is for, connections bound to one tenant, provisioning,
+//! and the template every tenant schema is built from.
+
+pub mod conn;
+pub mod provision;
+pub mod resolver;
+pub mod slug;
+pub mod template;
+pub mod tenants;
+
+pub use slug::TenantSlug;
