@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::auth::TokenKeys;
 use crate::config::{Config, Secrets};
-use crate::db::Pool;
+use crate::db::{Pool, QueryStats};
 use crate::graphql::StrataSchema;
 use crate::tenancy::resolver::TenantCache;
 use crate::tenancy::template::{TEMPLATE, TemplateStep};
@@ -13,6 +13,8 @@ use crate::tenancy::template::{TEMPLATE, TemplateStep};
 pub struct App {
     /// Pool of connections to the one database holding every schema.
     pub pool: Pool,
+    /// What the pool's connections have sent.
+    pub query_stats: Arc<QueryStats>,
     /// Settings the server was started with.
     pub config: Config,
     /// Admin token and token-signing key.
@@ -36,21 +38,27 @@ impl std::fmt::Debug for App {
 }
 
 impl App {
-    /// Builds the state around a pool, with the built-in tenant template.
-    pub fn new(config: Config, secrets: Secrets, pool: Pool) -> anyhow::Result<Arc<Self>> {
-        Self::with_template(config, secrets, pool, TEMPLATE)
+    /// Builds the state around a pool (from [`crate::db::build_pool`]), with
+    /// the built-in tenant template.
+    pub fn new(
+        config: Config,
+        secrets: Secrets,
+        (pool, query_stats): (Pool, Arc<QueryStats>),
+    ) -> anyhow::Result<Arc<Self>> {
+        Self::with_template(config, secrets, (pool, query_stats), TEMPLATE)
     }
 
     /// Like [`App::new`], with another tenant template.
     pub fn with_template(
         config: Config,
         secrets: Secrets,
-        pool: Pool,
+        (pool, query_stats): (Pool, Arc<QueryStats>),
         template: &'static [TemplateStep],
     ) -> anyhow::Result<Arc<Self>> {
         Ok(Arc::new(Self {
             keys: TokenKeys::new(&secrets.token_secret, config.token_ttl_secs),
             pool,
+            query_stats,
             config,
             secrets,
             tenants: TenantCache::default(),

@@ -1,8 +1,8 @@
 //! Credentials: password hashing (argon2id), tenant users' signed tokens,
 //! and who a request is from.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::http::HeaderMap;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -93,7 +93,9 @@ pub struct TokenKeys {
 
 impl std::fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenKeys").field("ttl_secs", &self.ttl_secs).finish_non_exhaustive()
+        f.debug_struct("TokenKeys")
+            .field("ttl_secs", &self.ttl_secs)
+            .finish_non_exhaustive()
     }
 }
 
@@ -165,7 +167,9 @@ pub fn principal_from_headers(
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
         .map(str::trim)
-        .ok_or_else(|| AppError::Unauthenticated("expected 'Authorization: Bearer <token>'".into()))?;
+        .ok_or_else(|| {
+            AppError::Unauthenticated("expected 'Authorization: Bearer <token>'".into())
+        })?;
     if bool::from(token.as_bytes().ct_eq(admin_token.as_bytes())) {
         return Ok(Principal::Admin);
     }
@@ -182,12 +186,17 @@ mod tests {
         let (user, tenant) = (Uuid::now_v7(), Uuid::now_v7());
         let token = keys.issue(user, tenant, "acme").unwrap();
         let claims = keys.verify(&token).unwrap();
-        assert_eq!((claims.sub, claims.tid, claims.ten.as_str()), (user, tenant, "acme"));
+        assert_eq!(
+            (claims.sub, claims.tid, claims.ten.as_str()),
+            (user, tenant, "acme")
+        );
     }
 
     #[test]
     fn token_signed_with_another_secret_is_refused() {
-        let token = TokenKeys::new("one", 60).issue(Uuid::now_v7(), Uuid::now_v7(), "a").unwrap();
+        let token = TokenKeys::new("one", 60)
+            .issue(Uuid::now_v7(), Uuid::now_v7(), "a")
+            .unwrap();
         let err = TokenKeys::new("two", 60).verify(&token).unwrap_err();
         assert_eq!(err.code(), "UNAUTHENTICATED");
     }
@@ -195,7 +204,9 @@ mod tests {
     #[test]
     fn expired_token_is_refused() {
         let keys = TokenKeys::new("s", 0);
-        let mut claims = keys.verify(&keys.issue(Uuid::nil(), Uuid::nil(), "a").unwrap()).unwrap();
+        let mut claims = keys
+            .verify(&keys.issue(Uuid::nil(), Uuid::nil(), "a").unwrap())
+            .unwrap();
         claims.exp -= 3600;
         let token = jsonwebtoken::encode(&Header::default(), &claims, &keys.encoding).unwrap();
         assert_eq!(keys.verify(&token).unwrap_err().code(), "UNAUTHENTICATED");
@@ -206,7 +217,10 @@ mod tests {
         let keys = TokenKeys::new("s", 60);
         let mut h = HeaderMap::new();
         h.insert("authorization", "Bearer adm".parse().unwrap());
-        assert_eq!(principal_from_headers(&h, "adm", &keys).unwrap(), Principal::Admin);
+        assert_eq!(
+            principal_from_headers(&h, "adm", &keys).unwrap(),
+            Principal::Admin
+        );
         h.insert("authorization", "Bearer nope".parse().unwrap());
         assert!(principal_from_headers(&h, "adm", &keys).is_err());
         assert_eq!(
@@ -219,7 +233,11 @@ mod tests {
     async fn password_hash_verifies_only_the_right_password() {
         let hash = hash_password("correct horse".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse".into(), Some(hash.clone())).await.unwrap());
+        assert!(
+            verify_password("correct horse".into(), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
         assert!(!verify_password("wrong".into(), Some(hash)).await.unwrap());
         assert!(!verify_password("x".into(), None).await.unwrap());
     }

@@ -67,10 +67,16 @@ impl Secrets {
     /// Takes each secret from its setting, or else from `<data_dir>/<name>`,
     /// generating and storing it (mode 0600) the first time.
     pub fn load(config: &Config) -> anyhow::Result<Self> {
-        let (admin_token, admin_token_generated) =
-            setting_or_file(config.admin_token.as_deref(), &config.data_dir, "admin-token")?;
-        let (token_secret, _) =
-            setting_or_file(config.token_secret.as_deref(), &config.data_dir, "token-secret")?;
+        let (admin_token, admin_token_generated) = setting_or_file(
+            config.admin_token.as_deref(),
+            &config.data_dir,
+            "admin-token",
+        )?;
+        let (token_secret, _) = setting_or_file(
+            config.token_secret.as_deref(),
+            &config.data_dir,
+            "token-secret",
+        )?;
         Ok(Self {
             admin_token,
             token_secret,

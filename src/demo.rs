@@ -13,16 +13,30 @@ pub const LOGINS: &[(&str, &str, &str)] = &[
     ("globex", "owner@globex.test", "globex-demo-password"),
 ];
 
+/// (slug, name, plan, [(project, [task titles])]).
+type DemoTenant = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static [&'static str])],
+);
+
 /// Creates the demo tenants and their data.
 pub async fn seed(app: &App) -> AppResult<()> {
-    let data: &[(&str, &str, &str, &[(&str, &[&str])])] = &[
+    let data: &[DemoTenant] = &[
         (
             "acme",
             "Acme Corporation",
             "professional",
             &[
-                ("Website relaunch", &["Pick a typeface", "Write the copy", "Ship it"]),
-                ("Road runner trap", &["Order anvils", "Paint tunnel on rock"]),
+                (
+                    "Website relaunch",
+                    &["Pick a typeface", "Write the copy", "Ship it"],
+                ),
+                (
+                    "Road runner trap",
+                    &["Order anvils", "Paint tunnel on rock"],
+                ),
             ],
         ),
         (

@@ -45,7 +45,10 @@ pub enum AppError {
     },
     /// The tenant's plan does not allow this.
     #[error("{message}")]
-    PlanLimitExceeded { message: String, limit: &'static str },
+    PlanLimitExceeded {
+        message: String,
+        limit: &'static str,
+    },
     /// Anything else: logged, never shown.
     #[error("internal server error")]
     Internal(#[source] anyhow::Error),

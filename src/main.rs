@@ -97,6 +97,7 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -106,7 +107,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate { config } => {
             let (url, pg) = open_database(&config).await?;
             let applied = db::migrate(&url).await?;
-            println!("management schema up to date ({} migration(s) applied)", applied.len());
+            println!(
+                "management schema up to date ({} migration(s) applied)",
+                applied.len()
+            );
             stop(pg).await
         }
         Command::Tenants { command } => tenants(command).await,
@@ -175,7 +179,12 @@ async fn serve_on(
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("listening on {} (set STRATA_LISTEN to use another address)", config.listen))?;
+        .with_context(|| {
+            format!(
+                "listening on {} (set STRATA_LISTEN to use another address)",
+                config.listen
+            )
+        })?;
     let addr = listener.local_addr()?;
     println!("Strata is running");
     println!("  GraphiQL:     http://{addr}/");
@@ -279,7 +288,7 @@ async fn tenants(command: TenantsCommand) -> anyhow::Result<()> {
         }
         TenantsCommand::List { config } => {
             let (url, pg) = open_database(&config).await?;
-            let pool = db::build_pool(&url, 1);
+            let (pool, _) = db::build_pool(&url, 1);
             let rows = {
                 let mut conn = pool.get().await.context("connecting")?;
                 let mut all = Vec::new();
@@ -296,7 +305,10 @@ async fn tenants(command: TenantsCommand) -> anyhow::Result<()> {
                 all
             };
             drop(pool);
-            println!("{:<40} {:<10} {:<13} {:>7}  name", "slug", "status", "plan", "version");
+            println!(
+                "{:<40} {:<10} {:<13} {:>7}  name",
+                "slug", "status", "plan", "version"
+            );
             for t in &rows {
                 println!(
                     "{:<40} {:<10} {:<13} {:>7}  {}",

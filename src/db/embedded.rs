@@ -20,10 +20,13 @@ use anyhow::{Context as _, bail};
 const SUPERUSER: &str = "strata";
 
 /// Watchdog: runs PostgreSQL, stops it when stdin closes, exits with it.
+/// (An asynchronous list's stdin is /dev/null in `sh`, hence fd 3.)
 const WATCHDOG: &str = r#"
-"$@" &
+exec 3<&0
+"$@" 3<&- &
 pid=$!
-(read _ignored; kill -INT "$pid" 2>/dev/null) &
+(read _ignored <&3; kill -INT "$pid" 2>/dev/null) &
+exec 3<&-
 wait "$pid"
 status=$?
 if [ -n "$STRATA_PG_REMOVE" ]; then rm -rf "$STRATA_PG_REMOVE"; fi
@@ -81,14 +84,16 @@ impl EmbeddedPostgres {
         let run_as = run_as()?;
         std::fs::create_dir_all(&opts.data_dir)
             .with_context(|| format!("creating {}", opts.data_dir.display()))?;
+        // PostgreSQL runs in another directory (and maybe as another user).
+        let data_dir = std::fs::canonicalize(&opts.data_dir)?;
         if run_as.is_some() {
             // PostgreSQL's user must be able to reach pg/ inside it.
-            std::fs::set_permissions(&opts.data_dir, std::fs::Permissions::from_mode(0o711))?;
+            std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o711))?;
         }
-        let lock = lock_data_dir(&opts.data_dir)?;
+        let lock = lock_data_dir(&data_dir)?;
 
-        let pgdata = opts.data_dir.join("pg");
-        let password_path = opts.data_dir.join("pg-password");
+        let pgdata = data_dir.join("pg");
+        let password_path = data_dir.join("pg-password");
         let fresh = !pgdata.join("PG_VERSION").exists();
         if fresh {
             init_cluster(&bins, run_as, &pgdata, &password_path, opts.ephemeral)?;
@@ -99,7 +104,7 @@ impl EmbeddedPostgres {
             .to_owned();
 
         let port = free_port()?;
-        let log_path = opts.data_dir.join("pg.log");
+        let log_path = data_dir.join("pg.log");
         let log = File::options()
             .create(true)
             .append(true)
@@ -129,7 +134,7 @@ impl EmbeddedPostgres {
         cmd.stdin(Stdio::piped())
             .stdout(log.try_clone()?)
             .stderr(log)
-            .current_dir(&opts.data_dir)
+            .current_dir(&data_dir)
             // Its own process group: Ctrl-C reaches this process, which then
             // stops the server in order (HTTP first, PostgreSQL last).
             .process_group(0);
@@ -218,8 +223,11 @@ pub async fn ensure_database(pg: &EmbeddedPostgres, name: &str) -> anyhow::Resul
         .await? as i64;
     if exists == 0 {
         // `name` is ours, never a client's; quoted all the same.
-        conn.batch_execute(&format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\"")))
-            .await?;
+        conn.batch_execute(&format!(
+            "CREATE DATABASE \"{}\"",
+            name.replace('"', "\"\"")
+        ))
+        .await?;
     }
     Ok(())
 }
@@ -331,7 +339,15 @@ fn init_cluster(
     let mut cmd = Command::new(&bins.initdb);
     cmd.arg("-D")
         .arg(pgdata)
-        .args(["-U", SUPERUSER, "-A", "scram-sha-256", "-E", "UTF8", "--locale=C"])
+        .args([
+            "-U",
+            SUPERUSER,
+            "-A",
+            "scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ])
         .arg(format!("--pwfile={}", staged.display()));
     if ephemeral {
         cmd.arg("--no-sync");

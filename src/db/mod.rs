@@ -4,11 +4,16 @@
 pub mod embedded;
 pub mod schema;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection as _};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
@@ -19,18 +24,46 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 pub type Pool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
 
 /// A connection checked out of [`Pool`].
-pub type PooledConn<'a> = bb8::PooledConnection<'a, AsyncDieselConnectionManager<AsyncPgConnection>>;
+pub type PooledConn<'a> =
+    bb8::PooledConnection<'a, AsyncDieselConnectionManager<AsyncPgConnection>>;
 
-/// Builds the pool. Connections are opened lazily, through [`connect`].
-pub fn build_pool(database_url: &str, max_size: u32) -> Pool {
+/// Counts of what the pool's connections sent, for tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct QueryStats {
+    statements: AtomicU64,
+}
+
+impl QueryStats {
+    /// Statements sent so far (queries and batches, `BEGIN`/`COMMIT` included).
+    pub fn statements(&self) -> u64 {
+        AtomicU64::load(&self.statements, Ordering::Relaxed)
+    }
+}
+
+struct StatementCounter(Arc<QueryStats>);
+
+impl Instrumentation for StatementCounter {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { .. } = event {
+            self.0.statements.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Builds the pool and the counters its connections report to.
+/// Connections are opened lazily, through [`connect`].
+pub fn build_pool(database_url: &str, max_size: u32) -> (Pool, Arc<QueryStats>) {
+    let stats = Arc::new(QueryStats::default());
+    let hook_stats = stats.clone();
     let mut config = ManagerConfig::default();
-    config.custom_setup = Box::new(|url| Box::pin(connect(url.to_owned())));
+    config.custom_setup =
+        Box::new(move |url| Box::pin(connect(url.to_owned(), hook_stats.clone())));
     // Checking for an open transaction is enough: a connection dropped
     // mid-transaction (a cancelled request) is discarded, not reused.
     config.recycling_method = RecyclingMethod::Fast;
     let manager =
         AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
-    bb8::Pool::builder()
+    let pool = bb8::Pool::builder()
         .max_size(max_size.max(1))
         .min_idle(Some(0))
         .connection_timeout(Duration::from_secs(10))
@@ -38,7 +71,8 @@ pub fn build_pool(database_url: &str, max_size: u32) -> Pool {
         // Each schema a connection touches grows its catalog caches; recycling
         // bounds that memory on databases with thousands of tenants.
         .max_lifetime(Some(Duration::from_secs(600)))
-        .build_unchecked(manager)
+        .build_unchecked(manager);
+    (pool, stats)
 }
 
 /// The connect hook: every pooled connection is opened here, and nowhere else.
@@ -46,8 +80,12 @@ pub fn build_pool(database_url: &str, max_size: u32) -> Pool {
 /// Nothing tenant-related is set at session level: the tenant's search_path
 /// is bound per transaction (see [`crate::tenancy::conn`]), so this stays
 /// correct behind PgBouncer in transaction mode.
-async fn connect(url: String) -> diesel::ConnectionResult<AsyncPgConnection> {
+async fn connect(
+    url: String,
+    stats: Arc<QueryStats>,
+) -> diesel::ConnectionResult<AsyncPgConnection> {
     let mut conn = AsyncPgConnection::establish(&url).await?;
+    conn.set_instrumentation(StatementCounter(stats));
     conn.batch_execute("SET application_name = 'strata'")
         .await
         .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
@@ -126,4 +164,3 @@ pub async fn is_ready(pool: &Pool, latest: &str) -> bool {
     .await;
     matches!(row, Ok(Row { version: Some(v) }) if v.as_str() >= latest)
 }
-

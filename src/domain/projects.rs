@@ -31,7 +31,10 @@ pub struct ProjectChanges {
 pub fn parse_name(raw: &str) -> AppResult<String> {
     let name = raw.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(AppError::bad_input("name", "name must be 1 to 200 characters"));
+        return Err(AppError::bad_input(
+            "name",
+            "name must be 1 to 200 characters",
+        ));
     }
     Ok(name.to_owned())
 }
@@ -138,6 +141,8 @@ pub async fn update(
 
 /// Deletes a project and its tasks; whether it existed.
 pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
-    let n = diesel::delete(projects::table.find(id)).execute(conn).await?;
+    let n = diesel::delete(projects::table.find(id))
+        .execute(conn)
+        .await?;
     Ok(n > 0)
 }

@@ -57,7 +57,10 @@ pub struct TaskFilter {
 pub fn parse_title(raw: &str) -> AppResult<String> {
     let title = raw.trim();
     if title.is_empty() || title.chars().count() > 500 {
-        return Err(AppError::bad_input("title", "title must be 1 to 500 characters"));
+        return Err(AppError::bad_input(
+            "title",
+            "title must be 1 to 500 characters",
+        ));
     }
     Ok(title.to_owned())
 }

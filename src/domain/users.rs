@@ -62,7 +62,10 @@ pub fn parse_email(raw: &str, field: &'static str) -> AppResult<String> {
 pub fn parse_display_name(raw: &str, field: &'static str) -> AppResult<String> {
     let name = raw.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(AppError::bad_input(field, "display name must be 1 to 200 characters"));
+        return Err(AppError::bad_input(
+            field,
+            "display name must be 1 to 200 characters",
+        ));
     }
     Ok(name.to_owned())
 }

@@ -11,9 +11,9 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::graphql::loaders::TenantLoader;
+use crate::tenancy::TenantSlug;
 use crate::tenancy::resolver::{self, TenantSources};
 use crate::tenancy::tenants::Tenant;
-use crate::tenancy::TenantSlug;
 
 /// What one request knows about itself.
 pub struct RequestCtx {
@@ -79,9 +79,13 @@ impl RequestCtx {
     pub async fn tenant(&self) -> AppResult<&TenantScope> {
         self.scope
             .get_or_try_init(|| async {
-                let tenant = resolver::resolve(&self.app.pool, &self.app.tenants, &self.sources).await?;
+                let tenant =
+                    resolver::resolve(&self.app.pool, &self.app.tenants, &self.sources).await?;
                 let slug = TenantSlug::parse(&tenant.slug).map_err(|e| {
-                    AppError::internal(anyhow::anyhow!("stored slug {:?} is invalid: {e}", tenant.slug))
+                    AppError::internal(anyhow::anyhow!(
+                        "stored slug {:?} is invalid: {e}",
+                        tenant.slug
+                    ))
                 })?;
                 let loader = DataLoader::new(
                     TenantLoader::new(self.app.pool.clone(), slug.clone()),

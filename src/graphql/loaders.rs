@@ -66,7 +66,10 @@ impl Loader<UserKey> for TenantLoader {
     async fn load(&self, keys: &[UserKey]) -> Result<HashMap<UserKey, User>, LoadError> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
         let rows = async {
-            in_tenant!(&self.pool, &self.slug, |conn| Ok(users::find_many(conn, &ids).await?))
+            in_tenant!(&self.pool, &self.slug, |conn| Ok(users::find_many(
+                conn, &ids
+            )
+            .await?))
         }
         .await
         .map_err(Arc::new)?;
@@ -94,6 +97,9 @@ impl Loader<ProjectKey> for TenantLoader {
     }
 }
 
+/// A page's shape: (status filter, after id, rows wanted).
+type PageShape = (Option<&'static str>, Option<Uuid>, i64);
+
 impl Loader<ProjectTasksKey> for TenantLoader {
     type Value = Vec<Task>;
     type Error = LoadError;
@@ -104,7 +110,7 @@ impl Loader<ProjectTasksKey> for TenantLoader {
     ) -> Result<HashMap<ProjectTasksKey, Vec<Task>>, LoadError> {
         // Keys asking for the same page shape share one statement; a normal
         // dashboard query has exactly one shape.
-        let mut shapes: HashMap<(Option<&'static str>, Option<Uuid>, i64), Vec<Uuid>> = HashMap::new();
+        let mut shapes: HashMap<PageShape, Vec<Uuid>> = HashMap::new();
         for key in keys {
             shapes
                 .entry((key.status, key.after, key.limit))
@@ -156,7 +162,10 @@ impl Loader<ProjectTaskCountKey> for TenantLoader {
     ) -> Result<HashMap<ProjectTaskCountKey, i64>, LoadError> {
         let mut by_status: HashMap<Option<&'static str>, Vec<Uuid>> = HashMap::new();
         for key in keys {
-            by_status.entry(key.status).or_default().push(key.project_id);
+            by_status
+                .entry(key.status)
+                .or_default()
+                .push(key.project_id);
         }
         let counts = async {
             in_tenant!(&self.pool, &self.slug, |conn| {

@@ -63,8 +63,10 @@ where
     F: ObjectType,
 {
     let mut conn = Connection::with_additional_fields(has_previous, has_next, fields);
-    conn.edges
-        .extend(rows.into_iter().map(|n| Edge::new(encode_cursor(&key(&n)), n)));
+    conn.edges.extend(
+        rows.into_iter()
+            .map(|n| Edge::new(encode_cursor(&key(&n)), n)),
+    );
     conn
 }
 

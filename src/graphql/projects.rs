@@ -66,7 +66,13 @@ impl Project {
             project_id: self.id,
             status,
         });
-        Ok(connection(rows, more, after.is_some(), |t| t.id.to_string(), TaskConnectionFields(total)))
+        Ok(connection(
+            rows,
+            more,
+            after.is_some(),
+            |t| t.id.to_string(),
+            TaskConnectionFields(total),
+        ))
     }
 }
 
@@ -79,7 +85,9 @@ impl ProjectConnectionFields {
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
         let req = ctx.req()?;
         let (scope, _) = req.tenant_actor().await?;
-        Ok(in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(projects::count(conn).await?))?)
+        Ok(in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(
+            projects::count(conn).await?
+        ))?)
     }
 }
 
@@ -149,9 +157,17 @@ impl ProjectsQuery {
         let (scope, _) = req.tenant_actor().await?;
         let first = page_size(first)?;
         let after = after_id(after.as_deref())?;
-        let (rows, more) =
-            in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(projects::page(conn, first, after).await?))?;
-        Ok(connection(rows, more, after.is_some(), |p| p.id.to_string(), ProjectConnectionFields))
+        let (rows, more) = in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(projects::page(
+            conn, first, after
+        )
+        .await?))?;
+        Ok(connection(
+            rows,
+            more,
+            after.is_some(),
+            |p| p.id.to_string(),
+            ProjectConnectionFields,
+        ))
     }
 
     /// One project; null when the tenant has no such project.
@@ -159,7 +175,9 @@ impl ProjectsQuery {
         let req = ctx.req()?;
         let (scope, _) = req.tenant_actor().await?;
         let id = parse_id(&id, "id")?;
-        Ok(in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(projects::find(conn, id).await?))?)
+        Ok(in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(
+            projects::find(conn, id).await?
+        ))?)
     }
 }
 
@@ -178,7 +196,11 @@ impl ProjectsMutation {
         let req = ctx.req()?;
         let (scope, _) = req.tenant_actor().await?;
         let name = projects::parse_name(&input.name)?;
-        let description = input.description.as_deref().map(projects::parse_description).transpose()?;
+        let description = input
+            .description
+            .as_deref()
+            .map(projects::parse_description)
+            .transpose()?;
         let max_projects = {
             let mut conn = req.app.pool.get().await.map_err(AppError::from)?;
             plans::find(&mut conn, &scope.tenant.plan_code)
@@ -202,15 +224,22 @@ impl ProjectsMutation {
         let (scope, _) = req.tenant_actor().await?;
         let id = parse_id(&input.id, "id")?;
         let changes = ProjectChanges {
-            name: input.name.as_deref().map(projects::parse_name).transpose()?,
+            name: input
+                .name
+                .as_deref()
+                .map(projects::parse_name)
+                .transpose()?,
             description: match input.description {
                 MaybeUndefined::Undefined => None,
                 MaybeUndefined::Null => Some(None),
                 MaybeUndefined::Value(d) => Some(Some(projects::parse_description(&d)?)),
             },
         };
-        let project = in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(projects::update(conn, id, changes).await?))?
-            .ok_or_else(|| AppError::not_found(Some("id"), "project not found"))?;
+        let project = in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(projects::update(
+            conn, id, changes
+        )
+        .await?))?
+        .ok_or_else(|| AppError::not_found(Some("id"), "project not found"))?;
         Ok(UpdateProjectPayload { project })
     }
 
@@ -223,7 +252,10 @@ impl ProjectsMutation {
         let req = ctx.req()?;
         let (scope, _) = req.tenant_actor().await?;
         let id = parse_id(&input.id, "id")?;
-        let existed = in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(projects::delete(conn, id).await?))?;
+        let existed = in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(projects::delete(
+            conn, id
+        )
+        .await?))?;
         if !existed {
             return Err(AppError::not_found(Some("id"), "project not found").into());
         }

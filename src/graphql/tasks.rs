@@ -107,9 +107,9 @@ impl TaskConnectionFields {
         let req = ctx.req()?;
         let (scope, _) = req.tenant_actor().await?;
         match &self.0 {
-            TaskTotal::Filter(filter) => {
-                Ok(in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(tasks::count(conn, filter).await?))?)
-            }
+            TaskTotal::Filter(filter) => Ok(in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(
+                tasks::count(conn, filter).await?
+            ))?),
             TaskTotal::Project(key) => Ok(scope
                 .loader
                 .load_one(*key)
@@ -200,9 +200,15 @@ impl TasksQuery {
         let first = page_size(first)?;
         let after = after_id(after.as_deref())?;
         let filter = TaskFilter {
-            project_id: project_id.as_ref().map(|id| parse_id(id, "projectId")).transpose()?,
+            project_id: project_id
+                .as_ref()
+                .map(|id| parse_id(id, "projectId"))
+                .transpose()?,
             status: status.map(TaskStatus::as_db),
-            assignee_id: assignee_id.as_ref().map(|id| parse_id(id, "assigneeId")).transpose()?,
+            assignee_id: assignee_id
+                .as_ref()
+                .map(|id| parse_id(id, "assigneeId"))
+                .transpose()?,
         };
         let (rows, more) = in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(tasks::page(
             conn, &filter, first, after
@@ -225,22 +231,35 @@ pub struct TasksMutation;
 #[Object]
 impl TasksMutation {
     /// Creates a task. An unknown project or assignee is `NOT_FOUND` on that field.
-    async fn create_task(&self, ctx: &Context<'_>, input: CreateTaskInput) -> Result<CreateTaskPayload> {
+    async fn create_task(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateTaskInput,
+    ) -> Result<CreateTaskPayload> {
         let req = ctx.req()?;
         let (scope, _) = req.tenant_actor().await?;
         let new = NewTask {
             project_id: parse_id(&input.project_id, "projectId")?,
             title: tasks::parse_title(&input.title)?,
             status: input.status.unwrap_or(TaskStatus::Todo).as_db(),
-            assignee_id: input.assignee_id.as_ref().map(|id| parse_id(id, "assigneeId")).transpose()?,
+            assignee_id: input
+                .assignee_id
+                .as_ref()
+                .map(|id| parse_id(id, "assigneeId"))
+                .transpose()?,
             due_date: input.due_date,
         };
-        let task = in_tenant!(&req.app.pool, &scope.slug, |conn| tasks::create(conn, new).await)?;
+        let task = in_tenant!(&req.app.pool, &scope.slug, |conn| tasks::create(conn, new)
+            .await)?;
         Ok(CreateTaskPayload { task })
     }
 
     /// Changes a task.
-    async fn update_task(&self, ctx: &Context<'_>, input: UpdateTaskInput) -> Result<UpdateTaskPayload> {
+    async fn update_task(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateTaskInput,
+    ) -> Result<UpdateTaskPayload> {
         let req = ctx.req()?;
         let (scope, _) = req.tenant_actor().await?;
         let id = parse_id(&input.id, "id")?;
@@ -258,17 +277,27 @@ impl TasksMutation {
                 MaybeUndefined::Value(d) => Some(Some(d)),
             },
         };
-        let task = in_tenant!(&req.app.pool, &scope.slug, |conn| tasks::update(conn, id, changes).await)?
-            .ok_or_else(|| AppError::not_found(Some("id"), "task not found"))?;
+        let task = in_tenant!(&req.app.pool, &scope.slug, |conn| tasks::update(
+            conn, id, changes
+        )
+        .await)?
+        .ok_or_else(|| AppError::not_found(Some("id"), "task not found"))?;
         Ok(UpdateTaskPayload { task })
     }
 
     /// Deletes a task.
-    async fn delete_task(&self, ctx: &Context<'_>, input: DeleteTaskInput) -> Result<DeleteTaskPayload> {
+    async fn delete_task(
+        &self,
+        ctx: &Context<'_>,
+        input: DeleteTaskInput,
+    ) -> Result<DeleteTaskPayload> {
         let req = ctx.req()?;
         let (scope, _) = req.tenant_actor().await?;
         let id = parse_id(&input.id, "id")?;
-        let existed = in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(tasks::delete(conn, id).await?))?;
+        let existed = in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(tasks::delete(
+            conn, id
+        )
+        .await?))?;
         if !existed {
             return Err(AppError::not_found(Some("id"), "task not found").into());
         }

@@ -88,7 +88,9 @@ impl Tenant {
         plans::find(&mut conn, &self.plan_code)
             .await
             .map_err(AppError::from)?
-            .ok_or_else(|| AppError::internal(anyhow::anyhow!("plan {} missing", self.plan_code)).into())
+            .ok_or_else(|| {
+                AppError::internal(anyhow::anyhow!("plan {} missing", self.plan_code)).into()
+            })
     }
     /// PostgreSQL schema holding the tenant's data.
     async fn schema_name(&self) -> &str {
@@ -162,12 +164,21 @@ impl TenantsQuery {
         let req = ctx.req()?;
         req.require_admin()?;
         let first = page_size(first)?;
-        let after = after.as_deref().map(pagination::decode_cursor).transpose()?;
+        let after = after
+            .as_deref()
+            .map(pagination::decode_cursor)
+            .transpose()?;
         let mut conn = req.app.pool.get().await.map_err(AppError::from)?;
         let (rows, more) = tenants::list(&mut conn, first, after.as_deref())
             .await
             .map_err(AppError::from)?;
-        Ok(connection(rows, more, after.is_some(), |t| t.slug.clone(), TenantConnectionFields))
+        Ok(connection(
+            rows,
+            more,
+            after.is_some(),
+            |t| t.slug.clone(),
+            TenantConnectionFields,
+        ))
     }
 
     /// One tenant by slug, whatever its status. Admin token only.
@@ -175,7 +186,9 @@ impl TenantsQuery {
         let req = ctx.req()?;
         req.require_admin()?;
         let mut conn = req.app.pool.get().await.map_err(AppError::from)?;
-        Ok(tenants::find_by_slug(&mut conn, &slug).await.map_err(AppError::from)?)
+        Ok(tenants::find_by_slug(&mut conn, &slug)
+            .await
+            .map_err(AppError::from)?)
     }
 }
 

@@ -70,11 +70,19 @@ pub struct UsersMutation;
 impl UsersMutation {
     /// Signs in to the request's tenant. A wrong password and an unknown
     /// email get the same `UNAUTHENTICATED` answer.
-    async fn login(&self, ctx: &Context<'_>, email: String, password: String) -> Result<LoginPayload> {
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        password: String,
+    ) -> Result<LoginPayload> {
         let req = ctx.req()?;
         let scope = req.tenant().await?;
         let pool = &req.app.pool;
-        let found = in_tenant!(pool, &scope.slug, |conn| Ok(users::find_for_login(conn, &email).await?))?;
+        let found = in_tenant!(pool, &scope.slug, |conn| Ok(users::find_for_login(
+            conn, &email
+        )
+        .await?))?;
         let (id, hash) = match found {
             Some((id, hash)) => (Some(id), Some(hash)),
             None => (None, None),
@@ -85,7 +93,10 @@ impl UsersMutation {
         };
         let user = in_tenant!(pool, &scope.slug, |conn| Ok(users::find(conn, id).await?))?
             .ok_or_else(|| AppError::Unauthenticated("wrong email or password".into()))?;
-        let token = req.app.keys.issue(user.id, scope.tenant.id, &scope.tenant.slug)?;
+        let token = req
+            .app
+            .keys
+            .issue(user.id, scope.tenant.id, &scope.tenant.slug)?;
         Ok(LoginPayload { token, user })
     }
 }

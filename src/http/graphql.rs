@@ -9,8 +9,8 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
 use async_graphql::ErrorExtensionValues;
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
@@ -72,7 +72,11 @@ pub async fn get(
     params: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(mut params)) = params else {
-        return error_response(StatusCode::BAD_REQUEST, BAD_REQUEST, "malformed query string");
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            BAD_REQUEST,
+            "malformed query string",
+        );
     };
     let Some(query) = params.remove("query") else {
         return error_response(
@@ -111,7 +115,12 @@ async fn execute(
         Ok(doc) => operation_type(doc, name.as_deref()),
         Err(e) => return error_response(StatusCode::OK, PARSE_FAILED, &e.message),
     };
-    if queries_only && matches!(op, Some(OperationType::Mutation | OperationType::Subscription)) {
+    if queries_only
+        && matches!(
+            op,
+            Some(OperationType::Mutation | OperationType::Subscription)
+        )
+    {
         let mut response = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             BAD_REQUEST,
@@ -127,7 +136,10 @@ async fn execute(
     let ctx = RequestCtx::new(app.clone(), principal, sources);
     let mut response = app.schema.execute(request.data(ctx)).await;
     for error in &mut response.errors {
-        let has_code = error.extensions.as_ref().is_some_and(|e| e.get("code").is_some());
+        let has_code = error
+            .extensions
+            .as_ref()
+            .is_some_and(|e| e.get("code").is_some());
         if !has_code {
             // Only async-graphql's own checks (validation, limits, variable
             // coercion) produce errors without a code: ours always carry one.
@@ -169,12 +181,7 @@ fn operation_type(doc: &ExecutableDocument, name: Option<&str>) -> Option<Operat
 
 fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
     match serde_json::to_vec(body) {
-        Ok(bytes) => (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            bytes,
-        )
-            .into_response(),
+        Ok(bytes) => (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "serialising a response");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()

@@ -6,7 +6,9 @@
 //! first and then gets `CONFLICT`.
 
 use diesel_async::TransactionManager as _;
-use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection as _};
+use diesel_async::{
+    AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection as _,
+};
 use uuid::Uuid;
 
 use crate::auth;
@@ -14,9 +16,9 @@ use crate::db::Pool;
 use crate::db::schema::management::tenants as tenants_table;
 use crate::domain::{plans, users};
 use crate::error::{AppError, AppResult};
+use crate::tenancy::TenantSlug;
 use crate::tenancy::template::{TemplateStep, latest_version};
 use crate::tenancy::tenants::{Tenant, status};
-use crate::tenancy::TenantSlug;
 
 /// What `createTenant` is given, as received.
 #[derive(Debug, Clone)]
@@ -44,11 +46,14 @@ pub async fn create_tenant(
     template: &[TemplateStep],
     input: CreateTenant,
 ) -> AppResult<Provisioned> {
-    let slug = TenantSlug::parse(&input.slug)
-        .map_err(|e| AppError::bad_input("slug", e.to_string()))?;
+    let slug =
+        TenantSlug::parse(&input.slug).map_err(|e| AppError::bad_input("slug", e.to_string()))?;
     let name = input.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(AppError::bad_input("name", "name must be 1 to 200 characters"));
+        return Err(AppError::bad_input(
+            "name",
+            "name must be 1 to 200 characters",
+        ));
     }
     let email = users::parse_email(&input.owner_email, "owner.email")?;
     let display_name = users::parse_display_name(&input.owner_display_name, "owner.displayName")?;
@@ -56,7 +61,11 @@ pub async fn create_tenant(
     {
         let mut conn = pool.get().await?;
         if plans::find(&mut conn, &input.plan).await?.is_none() {
-            let known: Vec<String> = plans::list(&mut conn).await?.into_iter().map(|p| p.code).collect();
+            let known: Vec<String> = plans::list(&mut conn)
+                .await?
+                .into_iter()
+                .map(|p| p.code)
+                .collect();
             return Err(AppError::bad_input(
                 "plan",
                 format!("no plan '{}'; plans are: {}", input.plan, known.join(", ")),
@@ -137,8 +146,10 @@ async fn provision_in_tx(
         ));
     }
     let schema = slug.quoted_schema();
-    conn.batch_execute(&format!("CREATE SCHEMA {schema}; SET LOCAL search_path TO {schema}"))
-        .await?;
+    conn.batch_execute(&format!(
+        "CREATE SCHEMA {schema}; SET LOCAL search_path TO {schema}"
+    ))
+    .await?;
     for step in template {
         conn.batch_execute(step.sql).await.map_err(|e| {
             AppError::internal(anyhow::anyhow!(

@@ -121,14 +121,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn cached(map: &Mutex<HashMap<String, (Instant, Option<Tenant>)>>, key: &str) -> Option<Option<Tenant>> {
+fn cached(
+    map: &Mutex<HashMap<String, (Instant, Option<Tenant>)>>,
+    key: &str,
+) -> Option<Option<Tenant>> {
     let map = lock(map);
     map.get(key)
         .filter(|(at, _)| at.elapsed() < CACHE_TTL)
         .map(|(_, t)| t.clone())
 }
 
-fn store(map: &Mutex<HashMap<String, (Instant, Option<Tenant>)>>, key: &str, value: Option<Tenant>) {
+fn store(
+    map: &Mutex<HashMap<String, (Instant, Option<Tenant>)>>,
+    key: &str,
+    value: Option<Tenant>,
+) {
     let mut map = lock(map);
     if map.len() > 10_000 {
         map.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
@@ -137,7 +144,11 @@ fn store(map: &Mutex<HashMap<String, (Instant, Option<Tenant>)>>, key: &str, val
 }
 
 /// Resolves the request's tenant, checking every source against the others.
-pub async fn resolve(pool: &Pool, cache: &TenantCache, sources: &TenantSources) -> AppResult<Tenant> {
+pub async fn resolve(
+    pool: &Pool,
+    cache: &TenantCache,
+    sources: &TenantSources,
+) -> AppResult<Tenant> {
     let mut named: Option<(&'static str, String)> = None;
     let mut name = |what: &'static str, slug: String| -> AppResult<()> {
         match &named {
@@ -157,16 +168,15 @@ pub async fn resolve(pool: &Pool, cache: &TenantCache, sources: &TenantSources) 
     if let Some(sub) = &sources.subdomain {
         name("Host subdomain", sub.clone())?;
     }
-    if let Some(domain) = &sources.custom_domain {
-        if let Some(tenant) = cache.by_domain(pool, domain).await? {
-            name("custom domain", tenant.slug)?;
-        }
+    if let Some(domain) = &sources.custom_domain
+        && let Some(tenant) = cache.by_domain(pool, domain).await?
+    {
+        name("custom domain", tenant.slug)?;
     }
     let tenant = match (named, &sources.token) {
-        (Some((what, slug)), _) => cache
-            .by_slug(pool, &slug)
-            .await?
-            .ok_or_else(|| AppError::TenantNotFound(format!("no tenant '{slug}' (from the {what})")))?,
+        (Some((what, slug)), _) => cache.by_slug(pool, &slug).await?.ok_or_else(|| {
+            AppError::TenantNotFound(format!("no tenant '{slug}' (from the {what})"))
+        })?,
         (None, Some((_, slug))) => cache
             .by_slug(pool, slug)
             .await?
@@ -179,18 +189,21 @@ pub async fn resolve(pool: &Pool, cache: &TenantCache, sources: &TenantSources) 
             ));
         }
     };
-    if let Some((token_tenant, token_slug)) = &sources.token {
-        if *token_tenant != tenant.id {
-            return Err(AppError::TenantMismatch(format!(
-                "the token was issued for tenant '{token_slug}', not '{}'",
-                tenant.slug
-            )));
-        }
+    if let Some((token_tenant, token_slug)) = &sources.token
+        && *token_tenant != tenant.id
+    {
+        return Err(AppError::TenantMismatch(format!(
+            "the token was issued for tenant '{token_slug}', not '{}'",
+            tenant.slug
+        )));
     }
     match tenant.status.as_str() {
         status::ACTIVE => Ok(tenant),
         status::SUSPENDED => Err(AppError::TenantSuspended(tenant.slug)),
-        _ => Err(AppError::TenantNotFound(format!("no tenant '{}'", tenant.slug))),
+        _ => Err(AppError::TenantNotFound(format!(
+            "no tenant '{}'",
+            tenant.slug
+        ))),
     }
 }
 
@@ -208,21 +221,26 @@ mod tests {
 
     #[test]
     fn subdomain_under_base_domain() {
-        let s = TenantSources::from_headers(&headers(&[("host", "acme.example.com:8080")]), Some("example.com"));
+        let s = TenantSources::from_headers(
+            &headers(&[("host", "acme.example.com:8080")]),
+            Some("example.com"),
+        );
         assert_eq!(s.subdomain.as_deref(), Some("acme"));
         assert_eq!(s.custom_domain, None);
     }
 
     #[test]
     fn base_domain_itself_names_no_tenant() {
-        let s = TenantSources::from_headers(&headers(&[("host", "Example.com")]), Some("example.com"));
+        let s =
+            TenantSources::from_headers(&headers(&[("host", "Example.com")]), Some("example.com"));
         assert_eq!(s.subdomain, None);
         assert_eq!(s.custom_domain, None);
     }
 
     #[test]
     fn other_host_is_a_custom_domain_candidate() {
-        let s = TenantSources::from_headers(&headers(&[("host", "app.acme.org")]), Some("example.com"));
+        let s =
+            TenantSources::from_headers(&headers(&[("host", "app.acme.org")]), Some("example.com"));
         assert_eq!(s.custom_domain.as_deref(), Some("app.acme.org"));
     }
 

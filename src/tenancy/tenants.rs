@@ -101,7 +101,10 @@ pub async fn add_domain(
 /// Sets a tenant's status (`active`, `suspended`, `deleted`).
 pub async fn set_status(conn: &mut AsyncPgConnection, id: Uuid, new: &str) -> QueryResult<()> {
     diesel::update(tenants::table.find(id))
-        .set((tenants::status.eq(new), tenants::updated_at.eq(diesel::dsl::now)))
+        .set((
+            tenants::status.eq(new),
+            tenants::updated_at.eq(diesel::dsl::now),
+        ))
         .execute(conn)
         .await?;
     Ok(())

@@ -1,0 +1,336 @@
+//! No tenant ever sees another tenant's rows.
+
+use std::time::Duration;
+
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use serde_json::json;
+use strata::tenancy::TenantSlug;
+use strata::tenancy::conn::TenantTx;
+
+use crate::common::{TestApp, code, count};
+
+const PROJECT_NAMES: &str = "{ projects(first: 100) { totalCount edges { node { name } } } }";
+
+/// The search_path of the pool's (only) connection, and whether it is
+/// still inside a transaction.
+async fn pool_connection_state(app: &TestApp) -> (String, bool) {
+    let mut conn = app.app.pool.get().await.unwrap();
+    let path: Vec<PathRow> = diesel::sql_query("SELECT current_setting('search_path') AS path")
+        .load(&mut *conn)
+        .await
+        .unwrap();
+    // SAVEPOINT succeeds only inside a transaction block.
+    let in_tx = conn.batch_execute("SAVEPOINT probe").await.is_ok();
+    (path[0].path.clone(), in_tx)
+}
+
+#[tokio::test]
+async fn one_connection_alternating_tenants_never_leaks_rows() {
+    let app = TestApp::builder().pool_size(1).spawn().await;
+    let a = app.tenant_with_owner("alpha", "enterprise").await;
+    let b = app.tenant_with_owner("beta", "enterprise").await;
+    for i in 0..3 {
+        app.create_project(&a, &format!("alpha-{i}")).await;
+    }
+    for i in 0..5 {
+        app.create_project(&b, &format!("beta-{i}")).await;
+    }
+    let requests = (0..80).map(|i| {
+        let (slug, token) = if i % 2 == 0 {
+            ("alpha", &a)
+        } else {
+            ("beta", &b)
+        };
+        let app = &app;
+        async move {
+            let body = app
+                .gql()
+                .tenant(slug)
+                .token(token)
+                .send(PROJECT_NAMES, json!({}))
+                .await;
+            (slug, body)
+        }
+    });
+    for (slug, body) in futures::future::join_all(requests).await {
+        let edges = body["data"]["projects"]["edges"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"));
+        let expected = if slug == "alpha" { 3 } else { 5 };
+        assert_eq!(edges.len(), expected, "{slug}: {body}");
+        for edge in edges {
+            let name = edge["node"]["name"].as_str().unwrap();
+            assert!(name.starts_with(slug), "{slug} saw {name}");
+        }
+        assert_eq!(body["data"]["projects"]["totalCount"], expected);
+    }
+    let (path, in_tx) = pool_connection_state(&app).await;
+    assert!(
+        !path.contains("tenant_"),
+        "search_path outlived its transaction: {path}"
+    );
+    assert!(!in_tx);
+}
+
+#[tokio::test]
+async fn token_from_one_tenant_is_refused_on_another() {
+    let app = TestApp::spawn().await;
+    let a = app.tenant_with_owner("alpha", "free").await;
+    let b = app.tenant_with_owner("beta", "free").await;
+    app.create_project(&b, "beta secret").await;
+    // Alpha's token naming beta, by header and by subdomain.
+    let by_header = app
+        .gql()
+        .tenant("beta")
+        .token(&a)
+        .send(PROJECT_NAMES, json!({}))
+        .await;
+    assert_eq!(code(&by_header), "TENANT_MISMATCH");
+    assert!(by_header["data"].is_null());
+    let by_host = app
+        .gql()
+        .header("host", "beta.strata.test")
+        .token(&a)
+        .send(PROJECT_NAMES, json!({}))
+        .await;
+    assert_eq!(code(&by_host), "TENANT_MISMATCH");
+    // Mutations too: nothing is written to beta.
+    let write = app
+        .gql()
+        .tenant("beta")
+        .token(&a)
+        .send(
+            "mutation { createProject(input: {name: \"intruder\"}) { project { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&write), "TENANT_MISMATCH");
+    let mut db = app.db().await;
+    assert_eq!(
+        count(&mut db, "SELECT count(*) AS n FROM tenant_beta.projects").await,
+        1
+    );
+    assert_eq!(
+        count(&mut db, "SELECT count(*) AS n FROM tenant_alpha.projects").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn header_and_subdomain_naming_different_tenants_is_mismatch() {
+    let app = TestApp::spawn().await;
+    app.tenant_with_owner("alpha", "free").await;
+    app.tenant_with_owner("beta", "free").await;
+    let body = app
+        .gql()
+        .tenant("alpha")
+        .header("host", "beta.strata.test")
+        .admin()
+        .send(PROJECT_NAMES, json!({}))
+        .await;
+    assert_eq!(code(&body), "TENANT_MISMATCH");
+}
+
+#[tokio::test]
+async fn subdomain_and_custom_domain_resolve_the_tenant() {
+    let app = TestApp::spawn().await;
+    let a = app.tenant_with_owner("alpha", "free").await;
+    app.create_project(&a, "alpha-1").await;
+    let by_host = app
+        .gql()
+        .header("host", "alpha.strata.test:443")
+        .token(&a)
+        .send(PROJECT_NAMES, json!({}))
+        .await;
+    assert_eq!(by_host["data"]["projects"]["totalCount"], 1, "{by_host}");
+
+    let mut db = app.db().await;
+    let tenant = strata::tenancy::tenants::find_by_slug(&mut db, "alpha")
+        .await
+        .unwrap()
+        .unwrap();
+    strata::tenancy::tenants::add_domain(&mut db, tenant.id, "Projects.Alpha.Example")
+        .await
+        .unwrap();
+    let by_domain = app
+        .gql()
+        .header("host", "projects.alpha.example")
+        .token(&a)
+        .send(PROJECT_NAMES, json!({}))
+        .await;
+    assert_eq!(
+        by_domain["data"]["projects"]["totalCount"], 1,
+        "{by_domain}"
+    );
+    // The token alone names the tenant too.
+    let by_token = app.gql().token(&a).send(PROJECT_NAMES, json!({})).await;
+    assert_eq!(by_token["data"]["projects"]["totalCount"], 1, "{by_token}");
+}
+
+#[tokio::test]
+async fn unknown_or_missing_tenant_is_tenant_not_found() {
+    let app = TestApp::spawn().await;
+    for slug in ["nobody", "Robert'); DROP TABLE management.tenants;--"] {
+        let body = app
+            .gql()
+            .tenant(slug)
+            .admin()
+            .send(PROJECT_NAMES, json!({}))
+            .await;
+        assert_eq!(code(&body), "TENANT_NOT_FOUND", "{slug}: {body}");
+    }
+    let login = app
+        .gql()
+        .send(
+            "mutation { login(email: \"a@b.co\", password: \"x\") { token } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&login), "TENANT_NOT_FOUND");
+    let mut db = app.db().await;
+    assert_eq!(
+        count(&mut db, "SELECT count(*) AS n FROM management.plans").await,
+        4
+    );
+}
+
+#[tokio::test]
+async fn suspended_tenant_is_refused_within_a_second() {
+    let app = TestApp::spawn().await;
+    let a = app.tenant_with_owner("alpha", "free").await;
+    let ok = app.gql().token(&a).send(PROJECT_NAMES, json!({})).await;
+    assert!(ok["errors"].is_null(), "{ok}");
+    let mut db = app.db().await;
+    db.batch_execute("UPDATE management.tenants SET status = 'suspended' WHERE slug = 'alpha'")
+        .await
+        .unwrap();
+    tokio::time::sleep(strata::tenancy::resolver::CACHE_TTL + Duration::from_millis(100)).await;
+    let refused = app.gql().token(&a).send(PROJECT_NAMES, json!({})).await;
+    assert_eq!(code(&refused), "TENANT_SUSPENDED");
+    // The admin API still answers.
+    let admin = app
+        .gql()
+        .admin()
+        .send("{ tenant(slug: \"alpha\") { status } }", json!({}))
+        .await;
+    assert_eq!(admin["data"]["tenant"]["status"], "SUSPENDED");
+}
+
+#[tokio::test]
+async fn failed_mutation_rolls_back_and_leaves_the_connection_clean() {
+    let app = TestApp::builder().pool_size(1).spawn().await;
+    let a = app.tenant_with_owner("alpha", "free").await;
+    let b = app.tenant_with_owner("beta", "free").await;
+    app.create_project(&b, "beta-1").await;
+    // A foreign-key violation inside alpha's transaction.
+    let body = app
+        .gql()
+        .token(&a)
+        .send(
+            "mutation { createTask(input: {projectId: \"00000000-0000-7000-8000-000000000000\", title: \"t\"}) { task { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&body), "NOT_FOUND");
+    assert_eq!(body["errors"][0]["extensions"]["field"], "projectId");
+    let (path, in_tx) = pool_connection_state(&app).await;
+    assert!(!path.contains("tenant_"), "{path}");
+    assert!(!in_tx);
+    let beta = app.gql().token(&b).send(PROJECT_NAMES, json!({})).await;
+    assert_eq!(beta["data"]["projects"]["totalCount"], 1, "{beta}");
+}
+
+#[tokio::test]
+async fn panic_inside_a_tenant_transaction_does_not_poison_the_pool() {
+    let app = TestApp::builder().pool_size(1).spawn().await;
+    app.tenant_with_owner("alpha", "free").await;
+    let pool = app.app.pool.clone();
+    let joined = tokio::spawn(async move {
+        let slug = TenantSlug::parse("alpha").unwrap();
+        let mut tx = TenantTx::begin(&pool, &slug).await.unwrap();
+        tx.conn()
+            .batch_execute(
+                "INSERT INTO projects (id, name) VALUES (gen_random_uuid(), 'half-done')",
+            )
+            .await
+            .unwrap();
+        panic!("resolver bug");
+    })
+    .await;
+    assert!(joined.unwrap_err().is_panic());
+    let (path, in_tx) = pool_connection_state(&app).await;
+    assert!(!path.contains("tenant_"), "{path}");
+    assert!(!in_tx);
+    let mut db = app.db().await;
+    assert_eq!(
+        count(&mut db, "SELECT count(*) AS n FROM tenant_alpha.projects").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn client_that_disconnects_mid_request_leaves_nothing_behind() {
+    let app = TestApp::builder().pool_size(1).spawn().await;
+    let a = app.tenant_with_owner("alpha", "enterprise").await;
+    let b = app.tenant_with_owner("beta", "enterprise").await;
+    app.create_project(&b, "beta-1").await;
+    // Hold a lock so alpha's createProject blocks inside its transaction.
+    let mut locker = app.db().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE tenant_alpha.projects IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let request = app.gql().token(&a).send(
+        "mutation { createProject(input: {name: \"abandoned\"}) { project { id } } }",
+        json!({}),
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), request)
+            .await
+            .is_err(),
+        "the request should still be waiting on the lock"
+    );
+    // The client is gone; let the server notice, then release the lock.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    locker.batch_execute("COMMIT").await.unwrap();
+    let beta = app.gql().token(&b).send(PROJECT_NAMES, json!({})).await;
+    assert_eq!(beta["data"]["projects"]["totalCount"], 1, "{beta}");
+    let (path, in_tx) = pool_connection_state(&app).await;
+    assert!(!path.contains("tenant_"), "{path}");
+    assert!(!in_tx);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut db = app.db().await;
+    assert_eq!(
+        count(&mut db, "SELECT count(*) AS n FROM tenant_alpha.projects").await,
+        0,
+        "a cancelled request commits nothing"
+    );
+}
+
+#[tokio::test]
+async fn tenant_bound_connection_cannot_fall_back_to_public() {
+    let app = TestApp::spawn().await;
+    app.tenant_with_owner("alpha", "free").await;
+    let mut db = app.db().await;
+    // A decoy table in public must never be reached through the tenant path.
+    db.batch_execute("CREATE TABLE public.projects (id uuid, name text)")
+        .await
+        .unwrap();
+    let slug = TenantSlug::parse("alpha").unwrap();
+    let mut tx = TenantTx::begin(&app.app.pool, &slug).await.unwrap();
+    let path: Vec<String> = diesel::sql_query("SELECT current_setting('search_path') AS path")
+        .load::<PathRow>(tx.conn())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(path, vec!["\"tenant_alpha\"".to_owned()]);
+    tx.finish(Ok(())).await.unwrap();
+}
+
+#[derive(diesel::QueryableByName)]
+struct PathRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    path: String,
+}
