@@ -171,7 +171,12 @@ async fn serve_on(
 ) -> anyhow::Result<()> {
     let app = app_for(config, url).await?;
     let demo_marker = config.data_dir.join("demo-seeded");
-    if pg.is_some_and(|pg| pg.fresh) && !no_demo {
+    // Seeded once per built-in data directory, into an empty database.
+    let seed = pg.is_some() && !no_demo && !demo_marker.exists() && {
+        let mut conn = app.pool.get().await.context("connecting")?;
+        strata::tenancy::tenants::count(&mut conn).await? == 0
+    };
+    if seed {
         demo::seed(&app)
             .await
             .map_err(|e| anyhow::anyhow!("seeding the demo tenants: {e:?}"))?;

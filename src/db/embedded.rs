@@ -26,9 +26,11 @@ exec 3<&0
 "$@" 3<&- &
 pid=$!
 (read _ignored <&3; kill -INT "$pid" 2>/dev/null) &
+reader=$!
 exec 3<&-
 wait "$pid"
 status=$?
+kill "$reader" 2>/dev/null
 if [ -n "$STRATA_PG_REMOVE" ]; then rm -rf "$STRATA_PG_REMOVE"; fi
 exit $status
 "#;
@@ -164,15 +166,15 @@ impl EmbeddedPostgres {
     fn wait_listening(&mut self, port: u16) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(());
-            }
             if let Some(status) = self.watchdog.try_wait()? {
                 bail!(
                     "the built-in PostgreSQL exited ({status}) while starting; its log ({}) ends:\n{}",
                     self.log_path.display(),
                     log_tail(&self.log_path)
                 );
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 bail!(
@@ -196,8 +198,12 @@ impl EmbeddedPostgres {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.watchdog.try_wait()?.is_none() {
             if Instant::now() > deadline {
-                self.watchdog.kill()?;
-                bail!("PostgreSQL did not stop within 30 s");
+                // The watchdog leads its own process group, PostgreSQL included.
+                let group = -(self.watchdog.id() as i32);
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(group, libc::SIGQUIT) };
+                let _ = self.watchdog.wait();
+                bail!("PostgreSQL did not stop within 30 s; stopped it with SIGQUIT");
             }
             std::thread::sleep(Duration::from_millis(25));
         }

@@ -30,7 +30,7 @@ pub struct ProjectChanges {
 /// Checks a project name: 1 to 200 characters after trimming.
 pub fn parse_name(raw: &str) -> AppResult<String> {
     let name = raw.trim();
-    if name.is_empty() || name.chars().count() > 200 {
+    if name.is_empty() || name.chars().count() > 200 || name.contains('\0') {
         return Err(AppError::bad_input(
             "name",
             "name must be 1 to 200 characters",
@@ -41,6 +41,12 @@ pub fn parse_name(raw: &str) -> AppResult<String> {
 
 /// Checks a description: at most 10,000 characters.
 pub fn parse_description(raw: &str) -> AppResult<String> {
+    if raw.contains('\0') {
+        return Err(AppError::bad_input(
+            "description",
+            "description may not contain NUL",
+        ));
+    }
     if raw.chars().count() > 10_000 {
         return Err(AppError::bad_input(
             "description",

@@ -56,7 +56,7 @@ pub struct TaskFilter {
 /// Checks a task title: 1 to 500 characters after trimming.
 pub fn parse_title(raw: &str) -> AppResult<String> {
     let title = raw.trim();
-    if title.is_empty() || title.chars().count() > 500 {
+    if title.is_empty() || title.chars().count() > 500 || title.contains('\0') {
         return Err(AppError::bad_input(
             "title",
             "title must be 1 to 500 characters",

@@ -50,7 +50,7 @@ pub fn parse_email(raw: &str, field: &'static str) -> AppResult<String> {
                 && !domain.ends_with('.')
                 && !domain.contains('@')
         })
-        && !email.chars().any(char::is_whitespace);
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
     if valid {
         Ok(email.to_owned())
     } else {
@@ -61,7 +61,7 @@ pub fn parse_email(raw: &str, field: &'static str) -> AppResult<String> {
 /// Checks a display name: 1 to 200 characters after trimming.
 pub fn parse_display_name(raw: &str, field: &'static str) -> AppResult<String> {
     let name = raw.trim();
-    if name.is_empty() || name.chars().count() > 200 {
+    if name.is_empty() || name.chars().count() > 200 || name.contains('\0') {
         return Err(AppError::bad_input(
             field,
             "display name must be 1 to 200 characters",

@@ -168,6 +168,9 @@ impl TenantsQuery {
             .as_deref()
             .map(pagination::decode_cursor)
             .transpose()?;
+        if after.as_deref().is_some_and(|a| a.contains('\0')) {
+            return Err(AppError::bad_input("after", "not a cursor from this API").into());
+        }
         let mut conn = req.app.pool.get().await.map_err(AppError::from)?;
         let (rows, more) = tenants::list(&mut conn, first, after.as_deref())
             .await
@@ -185,6 +188,9 @@ impl TenantsQuery {
     async fn tenant(&self, ctx: &Context<'_>, slug: String) -> Result<Option<Tenant>> {
         let req = ctx.req()?;
         req.require_admin()?;
+        if crate::tenancy::TenantSlug::parse(&slug).is_err() {
+            return Ok(None);
+        }
         let mut conn = req.app.pool.get().await.map_err(AppError::from)?;
         Ok(tenants::find_by_slug(&mut conn, &slug)
             .await

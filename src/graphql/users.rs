@@ -79,10 +79,15 @@ impl UsersMutation {
         let req = ctx.req()?;
         let scope = req.tenant().await?;
         let pool = &req.app.pool;
-        let found = in_tenant!(pool, &scope.slug, |conn| Ok(users::find_for_login(
-            conn, &email
-        )
-        .await?))?;
+        // PostgreSQL refuses NUL in text; such an email matches nobody.
+        let found = if email.contains('\0') {
+            None
+        } else {
+            in_tenant!(pool, &scope.slug, |conn| Ok(users::find_for_login(
+                conn, &email
+            )
+            .await?))?
+        };
         let (id, hash) = match found {
             Some((id, hash)) => (Some(id), Some(hash)),
             None => (None, None),

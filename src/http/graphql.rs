@@ -141,12 +141,13 @@ async fn execute(
             .as_ref()
             .is_some_and(|e| e.get("code").is_some());
         if !has_code {
-            // Only async-graphql's own checks (validation, limits, variable
-            // coercion) produce errors without a code: ours always carry one.
+            // Only async-graphql's own checks produce errors without a code
+            // (ours always carry one): validation and limits before execution,
+            // argument values that do not parse (a bad date, say) during it.
             let code = if error.path.is_empty() {
                 VALIDATION_FAILED
             } else {
-                "INTERNAL_SERVER_ERROR"
+                BAD_REQUEST
             };
             error
                 .extensions

@@ -49,7 +49,7 @@ pub async fn create_tenant(
     let slug =
         TenantSlug::parse(&input.slug).map_err(|e| AppError::bad_input("slug", e.to_string()))?;
     let name = input.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 200 {
+    if name.is_empty() || name.chars().count() > 200 || name.contains('\0') {
         return Err(AppError::bad_input(
             "name",
             "name must be 1 to 200 characters",
@@ -58,6 +58,9 @@ pub async fn create_tenant(
     let email = users::parse_email(&input.owner_email, "owner.email")?;
     let display_name = users::parse_display_name(&input.owner_display_name, "owner.displayName")?;
     auth::check_new_password(&input.owner_password, "owner.password")?;
+    if input.plan.contains('\0') {
+        return Err(AppError::bad_input("plan", "no such plan"));
+    }
     {
         let mut conn = pool.get().await?;
         if plans::find(&mut conn, &input.plan).await?.is_none() {

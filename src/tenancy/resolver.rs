@@ -14,11 +14,15 @@ use uuid::Uuid;
 
 use crate::db::Pool;
 use crate::error::{AppError, AppResult};
+use crate::tenancy::TenantSlug;
 use crate::tenancy::tenants::{self, Tenant, status};
 
 /// How long a tenant lookup may be served from memory. A status change
 /// (suspension, say) is seen by every server within this time.
 pub const CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Most lookups (hits and misses) each cache keeps.
+const MAX_CACHED: usize = 10_000;
 
 /// What a request says about its tenant, before any lookup.
 #[derive(Debug, Clone, Default)]
@@ -137,8 +141,11 @@ fn store(
     value: Option<Tenant>,
 ) {
     let mut map = lock(map);
-    if map.len() > 10_000 {
+    if map.len() >= MAX_CACHED {
         map.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
+        if map.len() >= MAX_CACHED {
+            map.clear();
+        }
     }
     map.insert(key.to_owned(), (Instant::now(), value));
 }
@@ -162,11 +169,18 @@ pub async fn resolve(
             }
         }
     };
+    // A name that cannot be a slug names no tenant: answered without a lookup
+    // (and without filling the cache with whatever a client sends).
+    let valid = |what: &str, raw: &str| -> AppResult<String> {
+        TenantSlug::parse(raw)
+            .map(|s| s.as_str().to_owned())
+            .map_err(|_| AppError::TenantNotFound(format!("no tenant '{raw}' (from the {what})")))
+    };
     if let Some(slug) = &sources.header {
-        name("X-Tenant header", slug.clone())?;
+        name("X-Tenant header", valid("X-Tenant header", slug)?)?;
     }
     if let Some(sub) = &sources.subdomain {
-        name("Host subdomain", sub.clone())?;
+        name("Host subdomain", valid("Host subdomain", sub)?)?;
     }
     if let Some(domain) = &sources.custom_domain
         && let Some(tenant) = cache.by_domain(pool, domain).await?

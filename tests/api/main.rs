@@ -2,6 +2,7 @@
 
 mod common;
 
+mod embedded;
 mod http;
 mod isolation;
 mod projects;

@@ -112,6 +112,44 @@ async fn bad_ids_cursors_and_inputs_are_bad_user_input() {
         assert_eq!(code(&body), "BAD_USER_INPUT", "{q}: {body}");
         assert_eq!(body["errors"][0]["extensions"]["field"], field, "{q}");
     }
+    // Text PostgreSQL would refuse, and a date that is not one.
+    let nul = app
+        .gql()
+        .token(&t)
+        .send(
+            "mutation($n: String!) { createProject(input: {name: $n}) { project { id } } }",
+            json!({"n": "a\0b"}),
+        )
+        .await;
+    assert_eq!(code(&nul), "BAD_USER_INPUT", "{nul}");
+    let p = app.create_project(&t, "p").await;
+    let date = app
+        .gql()
+        .token(&t)
+        .send(
+            "mutation($p: ID!) { createTask(input: {projectId: $p, title: \"t\", dueDate: \"next tuesday\"}) { task { id } } }",
+            json!({"p": p}),
+        )
+        .await;
+    assert_eq!(code(&date), "BAD_USER_INPUT", "{date}");
+    let login = app
+        .gql()
+        .tenant("acme")
+        .send(
+            "mutation { login(email: \"a\\u0000@b.co\", password: \"password-123\") { token } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&login), "UNAUTHENTICATED", "{login}");
+    let count = app
+        .gql()
+        .token(&t)
+        .send("{ projects { totalCount } }", json!({}))
+        .await;
+    assert_eq!(
+        count["data"]["projects"]["totalCount"], 1,
+        "nothing else was written"
+    );
 }
 
 #[tokio::test]
