@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::auth::Principal;
+use crate::domain::plans::{self, Plan};
 use crate::error::{AppError, AppResult};
 use crate::graphql::loaders::TenantLoader;
 use crate::tenancy::TenantSlug;
@@ -25,6 +26,8 @@ pub struct RequestCtx {
     sources: TenantSources,
     /// The tenant, once resolved.
     scope: OnceCell<TenantScope>,
+    /// Every plan, read at most once per request (a tenants page asks per row).
+    plans: OnceCell<Vec<Plan>>,
 }
 
 /// A resolved, active tenant and the request's loaders for it.
@@ -57,7 +60,23 @@ impl RequestCtx {
             principal: principal.map_err(|e| e.to_string()),
             sources,
             scope: OnceCell::new(),
+            plans: OnceCell::new(),
         }
+    }
+
+    /// The plan with `code`, from one read of the (seeded, small) plans table per request.
+    pub async fn plan(&self, code: &str) -> AppResult<Plan> {
+        let all = self
+            .plans
+            .get_or_try_init(|| async {
+                let mut conn = self.app.pool.get().await?;
+                Ok::<_, AppError>(plans::list(&mut conn).await?)
+            })
+            .await?;
+        all.iter()
+            .find(|p| p.code == code)
+            .cloned()
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("plan {code} missing")))
     }
 
     /// Succeeds for the platform admin only.

@@ -4,7 +4,6 @@ use async_graphql::connection::Connection;
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use crate::domain::plans;
 use crate::domain::projects::{self, Project, ProjectChanges};
 use crate::domain::tasks::Task;
 use crate::error::AppError;
@@ -201,13 +200,7 @@ impl ProjectsMutation {
             .as_deref()
             .map(projects::parse_description)
             .transpose()?;
-        let max_projects = {
-            let mut conn = req.app.pool.get().await.map_err(AppError::from)?;
-            plans::find(&mut conn, &scope.tenant.plan_code)
-                .await
-                .map_err(AppError::from)?
-                .and_then(|p| p.max_projects)
-        };
+        let max_projects = req.plan(&scope.tenant.plan_code).await?.max_projects;
         let project = in_tenant!(&req.app.pool, &scope.slug, |conn| {
             projects::create(conn, name, description, max_projects).await
         })?;

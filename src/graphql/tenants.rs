@@ -83,14 +83,7 @@ impl Tenant {
     }
     /// The tenant's plan.
     async fn plan(&self, ctx: &Context<'_>) -> Result<Plan> {
-        let app = &ctx.req()?.app;
-        let mut conn = app.pool.get().await.map_err(AppError::from)?;
-        plans::find(&mut conn, &self.plan_code)
-            .await
-            .map_err(AppError::from)?
-            .ok_or_else(|| {
-                AppError::internal(anyhow::anyhow!("plan {} missing", self.plan_code)).into()
-            })
+        Ok(ctx.req()?.plan(&self.plan_code).await?)
     }
     /// PostgreSQL schema holding the tenant's data.
     async fn schema_name(&self) -> &str {
