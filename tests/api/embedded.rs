@@ -4,8 +4,7 @@ use strata::db::embedded::{EmbeddedPostgres, Options};
 
 #[test]
 fn second_server_on_one_data_directory_is_refused_cleanly() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("strata-lock-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("strata-lock-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let opts = Options {
         data_dir: dir.clone(),

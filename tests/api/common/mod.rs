@@ -55,7 +55,10 @@ async fn start_cluster() -> Cluster {
     let (server, pg) = match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
         Some(url) => (server_of(&url), None),
         None => {
-            let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("strata-pg");
+            // Under the system temp folder, not the checkout: as root, PostgreSQL
+            // runs as `postgres`, which may not be able to enter the checkout's
+            // parent folders (a clone in a private temp folder, say).
+            let base = std::env::temp_dir().join("strata-test-pg");
             sweep_dead_clusters(&base);
             let opts = embedded::Options {
                 data_dir: base.join(std::process::id().to_string()),
