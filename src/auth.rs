@@ -68,7 +68,79 @@ pub async fn verify_password(password: String, hash: Option<String>) -> AppResul
     .map_err(AppError::internal)
 }
 
-/// What a tenant user's token says.
+/// A new random secret for an opaque token (refresh token, API key,
+/// invitation): 32 bytes, URL-safe base64.
+pub fn new_secret() -> String {
+    crate::config::random_secret()
+}
+
+/// What is stored of an opaque token's secret: its SHA-256. The secrets are
+/// 256 random bits, so a fast hash is enough (unlike passwords).
+pub fn hash_secret(secret: &str) -> Vec<u8> {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// Whether `secret` hashes to `stored`, in constant time.
+pub fn secret_matches(secret: &str, stored: &[u8]) -> bool {
+    bool::from(hash_secret(secret).as_slice().ct_eq(stored))
+}
+
+/// Splits an `<id>.<secret>` token (refresh tokens, invitations).
+pub fn split_token(raw: &str) -> Option<(Uuid, &str)> {
+    let (id, secret) = raw.trim().split_once('.')?;
+    let id = Uuid::parse_str(id).ok()?;
+    (!secret.is_empty()).then_some((id, secret))
+}
+
+/// An API key as presented: `sk.<tenant slug>.<prefix>.<secret>`. The slug
+/// makes the key name its tenant (like a user token's claim); the prefix is
+/// what lists show; only the secret's hash is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyToken {
+    /// The tenant the key was made in.
+    pub slug: String,
+    /// The key's visible, unique prefix.
+    pub prefix: String,
+    /// The secret part.
+    pub secret: String,
+}
+
+impl ApiKeyToken {
+    /// Marks a bearer credential as an API key.
+    pub const SCHEME: &'static str = "sk";
+
+    /// Reads a bearer credential that looks like an API key.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let mut parts = raw.split('.');
+        let (scheme, slug, prefix, secret) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let ok = scheme == Self::SCHEME
+            && parts.next().is_none()
+            && !slug.is_empty()
+            && prefix.len() == 12
+            && prefix.chars().all(|c| c.is_ascii_alphanumeric())
+            && !secret.is_empty();
+        ok.then(|| Self {
+            slug: slug.to_owned(),
+            prefix: prefix.to_owned(),
+            secret: secret.to_owned(),
+        })
+    }
+
+    /// The whole key, as shown once to its creator.
+    pub fn render(&self) -> String {
+        format!(
+            "{}.{}.{}.{}",
+            Self::SCHEME,
+            self.slug,
+            self.prefix,
+            self.secret
+        )
+    }
+}
+
+/// What a tenant user's access token says.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
     /// The user's id.
@@ -77,6 +149,8 @@ pub struct Claims {
     pub tid: Uuid,
     /// The tenant's slug when the token was issued.
     pub ten: String,
+    /// The session the token belongs to: revoking it ends the token at once.
+    pub sid: Uuid,
     /// Issued at (seconds since the epoch).
     pub iat: i64,
     /// Expires at (seconds since the epoch).
@@ -109,18 +183,28 @@ impl TokenKeys {
         }
     }
 
-    /// A token for `user` in tenant (`tenant_id`, `slug`).
-    pub fn issue(&self, user: Uuid, tenant_id: Uuid, slug: &str) -> AppResult<String> {
+    /// An access token for `user` in tenant (`tenant_id`, `slug`), part of
+    /// session `sid`, and when it expires.
+    pub fn issue(
+        &self,
+        user: Uuid,
+        tenant_id: Uuid,
+        slug: &str,
+        sid: Uuid,
+    ) -> AppResult<(String, chrono::DateTime<chrono::Utc>)> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: user,
             tid: tenant_id,
             ten: slug.to_owned(),
+            sid,
             iat: now,
             exp: now.saturating_add(self.ttl_secs),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(AppError::internal)
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(AppError::internal)?;
+        let expires = chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_default();
+        Ok((token, expires))
     }
 
     /// The claims of a valid, unexpired token.
@@ -146,8 +230,10 @@ pub enum Principal {
     Anonymous,
     /// The platform admin token.
     Admin,
-    /// A tenant user's token.
+    /// A tenant user's access token (its session is checked on first use).
     User(Claims),
+    /// A tenant API key (checked against the tenant's keys on first use).
+    ApiKey(ApiKeyToken),
 }
 
 /// Reads `Authorization: Bearer ...`. A token that is present but not valid
@@ -173,6 +259,11 @@ pub fn principal_from_headers(
     if bool::from(token.as_bytes().ct_eq(admin_token.as_bytes())) {
         return Ok(Principal::Admin);
     }
+    if token.starts_with("sk.") {
+        return ApiKeyToken::parse(token)
+            .map(Principal::ApiKey)
+            .ok_or_else(|| AppError::Unauthenticated("malformed API key".into()));
+    }
     keys.verify(token).map(Principal::User)
 }
 
@@ -184,18 +275,19 @@ mod tests {
     fn token_round_trip_names_user_and_tenant() {
         let keys = TokenKeys::new("secret", 60);
         let (user, tenant) = (Uuid::now_v7(), Uuid::now_v7());
-        let token = keys.issue(user, tenant, "acme").unwrap();
+        let sid = Uuid::now_v7();
+        let (token, _) = keys.issue(user, tenant, "acme", sid).unwrap();
         let claims = keys.verify(&token).unwrap();
         assert_eq!(
-            (claims.sub, claims.tid, claims.ten.as_str()),
-            (user, tenant, "acme")
+            (claims.sub, claims.tid, claims.ten.as_str(), claims.sid),
+            (user, tenant, "acme", sid)
         );
     }
 
     #[test]
     fn token_signed_with_another_secret_is_refused() {
-        let token = TokenKeys::new("one", 60)
-            .issue(Uuid::now_v7(), Uuid::now_v7(), "a")
+        let (token, _) = TokenKeys::new("one", 60)
+            .issue(Uuid::now_v7(), Uuid::now_v7(), "a", Uuid::now_v7())
             .unwrap();
         let err = TokenKeys::new("two", 60).verify(&token).unwrap_err();
         assert_eq!(err.code(), "UNAUTHENTICATED");
@@ -205,7 +297,7 @@ mod tests {
     fn expired_token_is_refused() {
         let keys = TokenKeys::new("s", 0);
         let mut claims = keys
-            .verify(&keys.issue(Uuid::nil(), Uuid::nil(), "a").unwrap())
+            .verify(&keys.issue(Uuid::nil(), Uuid::nil(), "a", Uuid::nil()).unwrap().0)
             .unwrap();
         claims.exp -= 3600;
         let token = jsonwebtoken::encode(&Header::default(), &claims, &keys.encoding).unwrap();
@@ -227,6 +319,30 @@ mod tests {
             principal_from_headers(&HeaderMap::new(), "adm", &keys).unwrap(),
             Principal::Anonymous
         );
+    }
+
+    #[test]
+    fn api_keys_round_trip_and_garbage_is_refused() {
+        let key = ApiKeyToken {
+            slug: "acme".into(),
+            prefix: "abcdef123456".into(),
+            secret: new_secret(),
+        };
+        assert_eq!(ApiKeyToken::parse(&key.render()), Some(key));
+        for bad in ["sk.acme", "sk.acme.short.secret", "xx.acme.abcdef123456.s", "sk..abcdef123456.s", "sk.a.abcdef123456.s.extra"] {
+            assert_eq!(ApiKeyToken::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_match_only_their_hash() {
+        let secret = new_secret();
+        let stored = hash_secret(&secret);
+        assert!(secret_matches(&secret, &stored));
+        assert!(!secret_matches(&new_secret(), &stored));
+        let id = Uuid::now_v7();
+        assert_eq!(split_token(&format!("{id}.{secret}")), Some((id, secret.as_str())));
+        assert_eq!(split_token("nope"), None);
     }
 
     #[tokio::test]

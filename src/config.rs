@@ -41,9 +41,45 @@ pub struct Config {
     #[arg(long, env = "STRATA_POOL_SIZE", default_value_t = 16)]
     pub pool_size: u32,
 
-    /// Lifetime of a tenant user's token, in seconds.
-    #[arg(long, env = "STRATA_TOKEN_TTL_SECS", default_value_t = 3600)]
+    /// Lifetime of a tenant user's access token, in seconds (refresh it
+    /// with `refreshSession`).
+    #[arg(long, env = "STRATA_TOKEN_TTL_SECS", default_value_t = 900)]
     pub token_ttl_secs: u64,
+
+    /// Lifetime of a session (its refresh tokens), in seconds.
+    #[arg(long, env = "STRATA_SESSION_TTL_SECS", default_value_t = 30 * 24 * 3600)]
+    pub session_ttl_secs: u64,
+
+    /// Failed sign-ins in a row that lock an email in a tenant (answered
+    /// more slowly from the fourth on).
+    #[arg(long, env = "STRATA_LOGIN_LOCK_AFTER", default_value_t = 10)]
+    pub login_lock_after: u32,
+
+    /// How long such a lock lasts, in seconds.
+    #[arg(long, env = "STRATA_LOGIN_LOCK_SECS", default_value_t = 900)]
+    pub login_lock_secs: u64,
+}
+
+impl Config {
+    /// How sign-in attempts are throttled.
+    pub fn throttle(&self) -> crate::domain::sessions::Throttle {
+        crate::domain::sessions::Throttle {
+            free_failures: 3,
+            step: std::time::Duration::from_millis(250),
+            max_delay: std::time::Duration::from_secs(2),
+            lock_after: i32::try_from(self.login_lock_after.max(1)).unwrap_or(i32::MAX),
+            lock_for: chrono::Duration::seconds(
+                i64::try_from(self.login_lock_secs).unwrap_or(i64::MAX / 4_000),
+            ),
+        }
+    }
+
+    /// How long a session lasts.
+    pub fn session_ttl(&self) -> chrono::Duration {
+        chrono::Duration::seconds(
+            i64::try_from(self.session_ttl_secs).unwrap_or(i64::MAX / 4_000),
+        )
+    }
 }
 
 /// The two secrets the server needs, from settings or the data directory.

@@ -60,11 +60,13 @@ pub async fn seed(app: &App) -> AppResult<()> {
             },
         )
         .await?;
-        let slug = crate::tenancy::TenantSlug::parse(slug)
-            .map_err(|e| crate::error::AppError::internal(anyhow::anyhow!("{e}")))?;
+        let bind = crate::tenancy::conn::TenantBinding::of(
+            &made.tenant.slug,
+            made.tenant.db_role.as_deref(),
+        )?;
         let owner = made.owner.id;
         for (project_name, task_titles) in project_list.iter() {
-            in_tenant!(&app.pool, &slug, |conn| {
+            in_tenant!(&app.pool, &bind, |conn| {
                 let project =
                     projects::create(conn, (*project_name).to_owned(), None, None).await?;
                 for (i, title) in task_titles.iter().enumerate() {

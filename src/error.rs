@@ -49,6 +49,12 @@ pub enum AppError {
         message: String,
         limit: &'static str,
     },
+    /// Too many attempts; try again after `retry_after_secs`.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: i64,
+    },
     /// Anything else: logged, never shown.
     #[error("internal server error")]
     Internal(#[source] anyhow::Error),
@@ -67,6 +73,7 @@ impl AppError {
             Self::NotFound { .. } => "NOT_FOUND",
             Self::Conflict { .. } => "CONFLICT",
             Self::PlanLimitExceeded { .. } => "PLAN_LIMIT_EXCEEDED",
+            Self::RateLimited { .. } => "RATE_LIMITED",
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -127,6 +134,33 @@ impl From<DieselError> for AppError {
                     (DatabaseErrorKind::ForeignKeyViolation, Some("tenants_plan_code_fkey")) => {
                         Self::bad_input("plan", "no such plan")
                     }
+                    (DatabaseErrorKind::UniqueViolation, Some("roles_key_key")) => {
+                        Self::conflict("key", "a role with this key already exists")
+                    }
+                    (DatabaseErrorKind::UniqueViolation, Some("teams_name_key")) => {
+                        Self::conflict("name", "a sibling team already has this name")
+                    }
+                    (DatabaseErrorKind::UniqueViolation, Some("invitations_open_email_key")) => {
+                        Self::conflict(
+                            "email",
+                            "an invitation to this email is already open; revoke it first",
+                        )
+                    }
+                    (
+                        DatabaseErrorKind::ForeignKeyViolation,
+                        Some("roles_parent_id_fkey" | "teams_parent_id_fkey"),
+                    ) => Self::not_found(Some("parentId"), "parent not found"),
+                    (
+                        DatabaseErrorKind::ForeignKeyViolation,
+                        Some("role_assignments_user_id_fkey" | "team_members_user_id_fkey"),
+                    ) => Self::not_found(Some("userId"), "user not found"),
+                    (
+                        DatabaseErrorKind::ForeignKeyViolation,
+                        Some("role_assignments_role_id_fkey" | "invitations_role_id_fkey"),
+                    ) => Self::not_found(Some("roleId"), "role not found"),
+                    (DatabaseErrorKind::ForeignKeyViolation, Some("team_members_team_id_fkey")) => {
+                        Self::not_found(Some("teamId"), "team not found")
+                    }
                     _ => Self::internal(err),
                 }
             }
@@ -160,6 +194,9 @@ impl From<AppError> for async_graphql::Error {
                     field: Some(field), ..
                 } => ext.set("field", *field),
                 AppError::PlanLimitExceeded { limit, .. } => ext.set("limit", *limit),
+                AppError::RateLimited {
+                    retry_after_secs, ..
+                } => ext.set("retryAfterSeconds", *retry_after_secs),
                 _ => {}
             }
         })
@@ -260,6 +297,13 @@ mod tests {
         let cases = [
             (AppError::Unauthenticated("x".into()), "UNAUTHENTICATED"),
             (AppError::Forbidden("x".into()), "FORBIDDEN"),
+            (
+                AppError::RateLimited {
+                    message: "x".into(),
+                    retry_after_secs: 1,
+                },
+                "RATE_LIMITED",
+            ),
             (AppError::TenantNotFound("x".into()), "TENANT_NOT_FOUND"),
             (AppError::TenantSuspended("x".into()), "TENANT_SUSPENDED"),
             (AppError::TenantMismatch("x".into()), "TENANT_MISMATCH"),

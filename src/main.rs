@@ -106,9 +106,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { config, no_demo } => serve(config, no_demo).await,
         Command::Migrate { config } => {
             let (url, pg) = open_database(&config).await?;
-            let applied = db::migrate(&url).await?;
+            let (applied, roles) = migrate(&url).await?;
             println!(
-                "management schema up to date ({} migration(s) applied)",
+                "management schema up to date ({} migration(s) applied, {roles} tenant role(s) created)",
                 applied.len()
             );
             stop(pg).await
@@ -149,8 +149,20 @@ async fn stop(pg: Option<EmbeddedPostgres>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Brings the management schema up to date, then gives tenants made before
+/// per-tenant database roles existed their role.
+async fn migrate(url: &str) -> anyhow::Result<(Vec<String>, usize)> {
+    let applied = db::migrate(url).await?;
+    let mut conn = db::connect_with_retry(url, std::time::Duration::from_secs(30)).await?;
+    let roles = strata::tenancy::db_role::backfill(&mut conn).await?;
+    if roles > 0 {
+        tracing::info!(roles, "created database roles for existing tenants");
+    }
+    Ok((applied, roles))
+}
+
 async fn app_for(config: &Config, url: &str) -> anyhow::Result<Arc<App>> {
-    db::migrate(url).await?;
+    migrate(url).await?;
     let secrets = Secrets::load(config)?;
     let pool = db::build_pool(url, config.pool_size);
     App::new(config.clone(), secrets, pool)

@@ -29,6 +29,7 @@ pub mod management {
             template_version -> Int4,
             created_at -> Timestamptz,
             updated_at -> Timestamptz,
+            db_role -> Nullable<Text>,
         }
     }
 
@@ -54,9 +55,9 @@ pub mod tenant {
             email -> Text,
             display_name -> Text,
             password_hash -> Text,
-            role -> Text,
             created_at -> Timestamptz,
             updated_at -> Timestamptz,
+            disabled_at -> Nullable<Timestamptz>,
         }
     }
 
@@ -83,7 +84,154 @@ pub mod tenant {
         }
     }
 
+    diesel::table! {
+        roles (id) {
+            id -> Uuid,
+            key -> Text,
+            name -> Text,
+            description -> Text,
+            parent_id -> Nullable<Uuid>,
+            builtin -> Bool,
+            created_at -> Timestamptz,
+            updated_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        role_permissions (role_id, permission) {
+            role_id -> Uuid,
+            permission -> Text,
+        }
+    }
+
+    diesel::table! {
+        role_assignments (user_id, role_id) {
+            user_id -> Uuid,
+            role_id -> Uuid,
+            expires_at -> Nullable<Timestamptz>,
+            granted_by -> Nullable<Uuid>,
+            created_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        sessions (id) {
+            id -> Uuid,
+            user_id -> Uuid,
+            created_at -> Timestamptz,
+            last_used_at -> Timestamptz,
+            expires_at -> Timestamptz,
+            revoked_at -> Nullable<Timestamptz>,
+            revoked_reason -> Nullable<Text>,
+            user_agent -> Nullable<Text>,
+        }
+    }
+
+    diesel::table! {
+        refresh_tokens (id) {
+            id -> Uuid,
+            session_id -> Uuid,
+            token_hash -> Bytea,
+            created_at -> Timestamptz,
+            used_at -> Nullable<Timestamptz>,
+        }
+    }
+
+    diesel::table! {
+        login_attempts (email) {
+            email -> Text,
+            failures -> Int4,
+            last_failure_at -> Timestamptz,
+            locked_until -> Nullable<Timestamptz>,
+        }
+    }
+
+    diesel::table! {
+        api_keys (id) {
+            id -> Uuid,
+            user_id -> Uuid,
+            name -> Text,
+            prefix -> Text,
+            secret_hash -> Bytea,
+            permissions -> Array<Text>,
+            created_at -> Timestamptz,
+            expires_at -> Nullable<Timestamptz>,
+            last_used_at -> Nullable<Timestamptz>,
+            revoked_at -> Nullable<Timestamptz>,
+        }
+    }
+
+    diesel::table! {
+        teams (id) {
+            id -> Uuid,
+            name -> Text,
+            parent_id -> Nullable<Uuid>,
+            created_at -> Timestamptz,
+            updated_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        team_members (team_id, user_id) {
+            team_id -> Uuid,
+            user_id -> Uuid,
+            added_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        invitations (id) {
+            id -> Uuid,
+            email -> Text,
+            role_id -> Uuid,
+            token_hash -> Bytea,
+            invited_by -> Nullable<Uuid>,
+            created_at -> Timestamptz,
+            expires_at -> Timestamptz,
+            accepted_at -> Nullable<Timestamptz>,
+            accepted_user_id -> Nullable<Uuid>,
+            revoked_at -> Nullable<Timestamptz>,
+        }
+    }
+
+    diesel::table! {
+        audit_events (id) {
+            id -> Uuid,
+            at -> Timestamptz,
+            actor_kind -> Text,
+            actor_user_id -> Nullable<Uuid>,
+            action -> Text,
+            target_type -> Nullable<Text>,
+            target_id -> Nullable<Uuid>,
+            detail -> Text,
+        }
+    }
+
     diesel::joinable!(tasks -> projects (project_id));
     diesel::joinable!(tasks -> users (assignee_id));
-    diesel::allow_tables_to_appear_in_same_query!(users, projects, tasks);
+    diesel::joinable!(role_permissions -> roles (role_id));
+    diesel::joinable!(role_assignments -> roles (role_id));
+    diesel::joinable!(role_assignments -> users (user_id));
+    diesel::joinable!(sessions -> users (user_id));
+    diesel::joinable!(refresh_tokens -> sessions (session_id));
+    diesel::joinable!(api_keys -> users (user_id));
+    diesel::joinable!(team_members -> teams (team_id));
+    diesel::joinable!(team_members -> users (user_id));
+    diesel::joinable!(invitations -> roles (role_id));
+    diesel::allow_tables_to_appear_in_same_query!(
+        users,
+        projects,
+        tasks,
+        roles,
+        role_permissions,
+        role_assignments,
+        sessions,
+        refresh_tokens,
+        login_attempts,
+        api_keys,
+        teams,
+        team_members,
+        invitations,
+        audit_events,
+    );
 }

@@ -2,19 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection as _};
 use uuid::Uuid;
 
 use crate::db::schema::tenant::users;
 use crate::error::{AppError, AppResult};
-
-/// Roles a user can hold (issue-level access control comes later).
-pub mod role {
-    /// Created with the tenant.
-    pub const OWNER: &str = "owner";
-    /// Everyone else.
-    pub const MEMBER: &str = "member";
-}
 
 /// A user as clients see it (no password hash).
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -23,8 +15,11 @@ pub struct User {
     pub id: Uuid,
     pub email: String,
     pub display_name: String,
-    pub role: String,
     pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Set while the user is disabled: they cannot sign in and their
+    /// sessions and API keys stop working.
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 /// A new user, password already hashed.
@@ -35,7 +30,6 @@ pub struct NewUser<'a> {
     pub email: &'a str,
     pub display_name: &'a str,
     pub password_hash: &'a str,
-    pub role: &'a str,
 }
 
 /// Normalises and checks an email address: trimmed, one `@` with text on
@@ -98,18 +92,153 @@ pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResul
         .await
 }
 
-/// A user and their password hash, by email (case-insensitive).
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+/// A user's id, password hash and whether they are disabled, by email
+/// (case-insensitive).
 pub async fn find_for_login(
     conn: &mut AsyncPgConnection,
     email: &str,
-) -> QueryResult<Option<(Uuid, String)>> {
-    diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+) -> QueryResult<Option<(Uuid, String, bool)>> {
     users::table
         .filter(lower(users::email).eq(email.to_lowercase()))
-        .select((users::id, users::password_hash))
+        .select((
+            users::id,
+            users::password_hash,
+            users::disabled_at.is_not_null(),
+        ))
         .first(conn)
         .await
         .optional()
+}
+
+/// A user's password hash.
+pub async fn password_hash(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<String>> {
+    users::table
+        .find(id)
+        .select(users::password_hash)
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// A page of users in id (creation) order after `after`, disabled ones
+/// included when asked; one more row than `limit` tells if more follow.
+pub async fn page(
+    conn: &mut AsyncPgConnection,
+    after: Option<Uuid>,
+    limit: i64,
+    include_disabled: bool,
+) -> QueryResult<Vec<User>> {
+    let mut query = users::table
+        .select(User::as_select())
+        .order(users::id)
+        .limit(limit)
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(users::id.gt(after));
+    }
+    if !include_disabled {
+        query = query.filter(users::disabled_at.is_null());
+    }
+    query.load(conn).await
+}
+
+/// How many users there are (enabled only unless asked).
+pub async fn count(conn: &mut AsyncPgConnection, include_disabled: bool) -> QueryResult<i64> {
+    let mut query = users::table.count().into_boxed();
+    if !include_disabled {
+        query = query.filter(users::disabled_at.is_null());
+    }
+    query.get_result(conn).await
+}
+
+/// Changes a user's email and/or display name.
+pub async fn update_profile(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    email: Option<&str>,
+    display_name: Option<&str>,
+) -> QueryResult<Option<User>> {
+    #[derive(AsChangeset)]
+    #[diesel(table_name = users)]
+    struct Changes<'a> {
+        email: Option<&'a str>,
+        display_name: Option<&'a str>,
+        updated_at: DateTime<Utc>,
+    }
+    diesel::update(users::table.find(id))
+        .set(Changes {
+            email,
+            display_name,
+            updated_at: Utc::now(),
+        })
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Disables or enables a user.
+pub async fn set_disabled(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    disabled: bool,
+) -> QueryResult<Option<User>> {
+    let now = Utc::now();
+    diesel::update(users::table.find(id))
+        .set((
+            users::disabled_at.eq(disabled.then_some(now)),
+            users::updated_at.eq(now),
+        ))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Stores a new password hash.
+pub async fn set_password(conn: &mut AsyncPgConnection, id: Uuid, hash: &str) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set((users::password_hash.eq(hash), users::updated_at.eq(Utc::now())))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Enforces the plan's seat limit for one more enabled user (`extra`
+/// counts seats already promised, such as open invitations). Locks the users
+/// table against concurrent additions until the transaction ends.
+pub async fn check_seats(
+    conn: &mut AsyncPgConnection,
+    max_seats: Option<i32>,
+    count_open_invitations: bool,
+) -> AppResult<()> {
+    let Some(max) = max_seats else {
+        return Ok(());
+    };
+    conn.batch_execute("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+        .await?;
+    let mut used = count(conn, false).await?;
+    if count_open_invitations {
+        use crate::db::schema::tenant::invitations as i;
+        used += i::table
+            .filter(i::accepted_at.is_null())
+            .filter(i::revoked_at.is_null())
+            .filter(i::expires_at.gt(Utc::now()))
+            .count()
+            .get_result::<i64>(conn)
+            .await?;
+    }
+    if used >= i64::from(max) {
+        return Err(AppError::PlanLimitExceeded {
+            message: format!(
+                "the plan allows {max} seat(s), all taken (open invitations count);                  disable a user, revoke an invitation or change plan"
+            ),
+            limit: "seats",
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

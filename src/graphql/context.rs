@@ -8,11 +8,13 @@ use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::auth::Principal;
+use crate::auth::{self, Principal};
+use crate::domain::permissions::{self, PermissionSet};
 use crate::domain::plans::{self, Plan};
 use crate::error::{AppError, AppResult};
 use crate::graphql::loaders::TenantLoader;
-use crate::tenancy::TenantSlug;
+use crate::in_tenant;
+use crate::tenancy::conn::TenantBinding;
 use crate::tenancy::resolver::{self, TenantSources};
 use crate::tenancy::tenants::Tenant;
 
@@ -26,6 +28,8 @@ pub struct RequestCtx {
     sources: TenantSources,
     /// The tenant, once resolved.
     scope: OnceCell<TenantScope>,
+    /// What the credentials may do in that tenant, once checked.
+    access: OnceCell<Access>,
     /// Every plan, read at most once per request (a tenants page asks per row).
     plans: OnceCell<Vec<Plan>>,
 }
@@ -34,8 +38,8 @@ pub struct RequestCtx {
 pub struct TenantScope {
     /// The tenant's management row.
     pub tenant: Tenant,
-    /// Its validated slug.
-    pub slug: TenantSlug,
+    /// Its schema and database role, for tenant-bound transactions.
+    pub bind: TenantBinding,
     /// Batches per-row lookups into one query per kind.
     pub loader: DataLoader<TenantLoader>,
 }
@@ -49,17 +53,111 @@ pub enum Actor {
     User(Uuid),
 }
 
+/// What the request's credentials may do in its tenant, checked once per
+/// request against the tenant's own tables (so a revoked session or key, a
+/// disabled user or an expired role stops working on the next request).
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// Who is acting.
+    pub actor: Actor,
+    /// What they may do.
+    pub permissions: PermissionSet,
+    /// The session of a user's access token.
+    pub session: Option<Uuid>,
+    /// The API key used, if any.
+    pub api_key: Option<Uuid>,
+}
+
+impl Access {
+    /// The acting user, or `FORBIDDEN` for the platform admin (for
+    /// operations that only make sense for a user, like changing one's password).
+    pub fn user(&self) -> AppResult<Uuid> {
+        match self.actor {
+            Actor::User(id) => Ok(id),
+            Actor::Admin => Err(AppError::Forbidden(
+                "this operation is for a signed-in user, not the platform admin".into(),
+            )),
+        }
+    }
+
+    /// Who is acting, for the audit trail.
+    pub fn who(&self) -> crate::domain::audit::Who {
+        use crate::domain::audit::Who;
+        match (self.actor, self.api_key) {
+            (Actor::Admin, _) => Who {
+                kind: "admin",
+                user: None,
+            },
+            (Actor::User(id), Some(_)) => Who {
+                kind: "api_key",
+                user: Some(id),
+            },
+            (Actor::User(id), None) => Who {
+                kind: "user",
+                user: Some(id),
+            },
+        }
+    }
+
+    /// Succeeds when the actor holds every permission `user` holds: nobody
+    /// changes, disables or hands roles to someone with more rights than
+    /// their own. The platform admin may act on anyone.
+    pub async fn require_covers_user(
+        &self,
+        conn: &mut diesel_async::AsyncPgConnection,
+        user: Uuid,
+    ) -> AppResult<()> {
+        if self.actor == Actor::Admin {
+            return Ok(());
+        }
+        let theirs = permissions::of_user(conn, user).await?;
+        if self.permissions.covers(&theirs) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(
+                "this user has permissions you do not have".into(),
+            ))
+        }
+    }
+
+    /// Succeeds when the actor holds every permission in `wanted`.
+    pub fn require_all(&self, wanted: &PermissionSet) -> AppResult<()> {
+        if self.permissions.covers(wanted) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(
+                "you cannot grant permissions you do not have".into(),
+            ))
+        }
+    }
+
+    /// Succeeds when the actor holds `permission`.
+    pub fn require(&self, permission: &str) -> AppResult<()> {
+        if self.permissions.has(permission) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(format!(
+                "this needs the '{permission}' permission"
+            )))
+        }
+    }
+}
 impl RequestCtx {
     /// Context for one request.
     pub fn new(app: Arc<App>, principal: AppResult<Principal>, mut sources: TenantSources) -> Self {
-        if let Ok(Principal::User(claims)) = &principal {
-            sources.token = Some((claims.tid, claims.ten.clone()));
+        match &principal {
+            Ok(Principal::User(claims)) => {
+                sources.token = Some((Some(claims.tid), claims.ten.clone()));
+            }
+            Ok(Principal::ApiKey(key)) => sources.token = Some((None, key.slug.clone())),
+            _ => {}
         }
         Self {
             app,
             principal: principal.map_err(|e| e.to_string()),
             sources,
             scope: OnceCell::new(),
+            access: OnceCell::new(),
             plans: OnceCell::new(),
         }
     }
@@ -83,7 +181,7 @@ impl RequestCtx {
     pub fn require_admin(&self) -> AppResult<()> {
         match &self.principal {
             Ok(Principal::Admin) => Ok(()),
-            Ok(Principal::User(_)) => Err(AppError::Forbidden(
+            Ok(Principal::User(_) | Principal::ApiKey(_)) => Err(AppError::Forbidden(
                 "this operation needs the platform admin token".into(),
             )),
             Ok(Principal::Anonymous) => Err(AppError::Unauthenticated(
@@ -100,39 +198,115 @@ impl RequestCtx {
             .get_or_try_init(|| async {
                 let tenant =
                     resolver::resolve(&self.app.pool, &self.app.tenants, &self.sources).await?;
-                let slug = TenantSlug::parse(&tenant.slug).map_err(|e| {
-                    AppError::internal(anyhow::anyhow!(
-                        "stored slug {:?} is invalid: {e}",
-                        tenant.slug
-                    ))
-                })?;
+                let bind = TenantBinding::of(&tenant.slug, tenant.db_role.as_deref())?;
                 let loader = DataLoader::new(
-                    TenantLoader::new(self.app.pool.clone(), slug.clone()),
+                    TenantLoader::new(self.app.pool.clone(), bind.clone()),
                     tokio::spawn,
                 );
                 Ok(TenantScope {
                     tenant,
-                    slug,
+                    bind,
                     loader,
                 })
             })
             .await
     }
 
-    /// The request's tenant and who is acting in it: a user of that tenant
-    /// (their token is refused for any other tenant) or the platform admin.
-    pub async fn tenant_actor(&self) -> AppResult<(&TenantScope, Actor)> {
-        let actor = match &self.principal {
-            Ok(Principal::Admin) => Actor::Admin,
-            Ok(Principal::User(claims)) => Actor::User(claims.sub),
+    /// The request's tenant and what its credentials may do there: a user
+    /// of that tenant (whose token or key is refused for any other tenant)
+    /// or the platform admin (every permission).
+    pub async fn access(&self) -> AppResult<(&TenantScope, &Access)> {
+        let principal = match &self.principal {
             Ok(Principal::Anonymous) => {
                 return Err(AppError::Unauthenticated(
-                    "sign in first: send 'Authorization: Bearer <token>' from login".into(),
+                    "sign in first: send 'Authorization: Bearer <token>' from login, or an API key"
+                        .into(),
                 ));
             }
+            Ok(p) => p,
             Err(msg) => return Err(AppError::Unauthenticated(msg.clone())),
         };
-        Ok((self.tenant().await?, actor))
+        let scope = self.tenant().await?;
+        let access = self
+            .access
+            .get_or_try_init(|| self.check_access(scope, principal))
+            .await?;
+        Ok((scope, access))
+    }
+
+    /// `access`, then `permission`.
+    pub async fn require(&self, permission: &str) -> AppResult<(&TenantScope, &Access)> {
+        let (scope, access) = self.access().await?;
+        access.require(permission)?;
+        Ok((scope, access))
+    }
+
+    async fn check_access(&self, scope: &TenantScope, principal: &Principal) -> AppResult<Access> {
+        let pool = &self.app.pool;
+        match principal {
+            Principal::Admin => Ok(Access {
+                actor: Actor::Admin,
+                permissions: PermissionSet::all(),
+                session: None,
+                api_key: None,
+            }),
+            Principal::User(claims) => {
+                let (user, sid) = (claims.sub, claims.sid);
+                let found = in_tenant!(pool, &scope.bind, |conn| Ok(
+                    permissions::for_session(conn, user, sid).await?
+                ))?;
+                if !found.enabled {
+                    return Err(AppError::Unauthenticated(
+                        "this user is disabled or no longer exists".into(),
+                    ));
+                }
+                if !found.session_live {
+                    return Err(AppError::Unauthenticated(
+                        "this session has ended; sign in again".into(),
+                    ));
+                }
+                Ok(Access {
+                    actor: Actor::User(user),
+                    permissions: found.permissions,
+                    session: Some(sid),
+                    api_key: None,
+                })
+            }
+            Principal::ApiKey(key) => {
+                let found = in_tenant!(pool, &scope.bind, |conn| {
+                    let found = permissions::for_api_key(conn, &key.prefix).await?;
+                    if let Some(k) = &found
+                        && k.live
+                        && auth::secret_matches(&key.secret, &k.secret_hash)
+                    {
+                        crate::domain::api_keys::touch(conn, k.key_id).await?;
+                    }
+                    Ok(found)
+                })?;
+                let invalid = || AppError::Unauthenticated("invalid API key".into());
+                let found = found.ok_or_else(invalid)?;
+                if !auth::secret_matches(&key.secret, &found.secret_hash) {
+                    return Err(invalid());
+                }
+                if !found.live {
+                    return Err(AppError::Unauthenticated(
+                        "this API key has been revoked or has expired".into(),
+                    ));
+                }
+                if !found.owner_enabled {
+                    return Err(AppError::Unauthenticated(
+                        "this API key's owner is disabled".into(),
+                    ));
+                }
+                Ok(Access {
+                    actor: Actor::User(found.owner),
+                    permissions: found.permissions,
+                    session: None,
+                    api_key: Some(found.key_id),
+                })
+            }
+            Principal::Anonymous => Err(AppError::Unauthenticated("sign in first".into())),
+        }
     }
 }
 

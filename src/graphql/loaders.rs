@@ -15,19 +15,21 @@ use crate::domain::projects::Project;
 use crate::domain::tasks::{self, Task};
 use crate::domain::users::{self, User};
 use crate::error::AppError;
+use crate::domain::roles::{self, Assignment, Role};
+use crate::domain::teams::{self, Team};
 use crate::in_tenant;
-use crate::tenancy::TenantSlug;
+use crate::tenancy::conn::TenantBinding;
 
 /// Loads rows of one tenant.
 pub struct TenantLoader {
     pool: Pool,
-    slug: TenantSlug,
+    bind: TenantBinding,
 }
 
 impl TenantLoader {
-    /// A loader for `slug`'s schema.
-    pub fn new(pool: Pool, slug: TenantSlug) -> Self {
-        Self { pool, slug }
+    /// A loader for one tenant's schema, under its role.
+    pub fn new(pool: Pool, bind: TenantBinding) -> Self {
+        Self { pool, bind }
     }
 }
 
@@ -66,7 +68,7 @@ impl Loader<UserKey> for TenantLoader {
     async fn load(&self, keys: &[UserKey]) -> Result<HashMap<UserKey, User>, LoadError> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
         let rows = async {
-            in_tenant!(&self.pool, &self.slug, |conn| Ok(users::find_many(
+            in_tenant!(&self.pool, &self.bind, |conn| Ok(users::find_many(
                 conn, &ids
             )
             .await?))
@@ -85,7 +87,7 @@ impl Loader<ProjectKey> for TenantLoader {
         use crate::db::schema::tenant::projects as p;
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
         let rows: Vec<Project> = async {
-            in_tenant!(&self.pool, &self.slug, |conn| Ok(p::table
+            in_tenant!(&self.pool, &self.bind, |conn| Ok(p::table
                 .filter(p::id.eq_any(&ids))
                 .select(Project::as_select())
                 .load(conn)
@@ -118,7 +120,7 @@ impl Loader<ProjectTasksKey> for TenantLoader {
                 .push(key.project_id);
         }
         let found = async {
-            in_tenant!(&self.pool, &self.slug, |conn| {
+            in_tenant!(&self.pool, &self.bind, |conn| {
                 let mut out = HashMap::new();
                 for ((status, after, limit), ids) in &shapes {
                     let rows = tasks::for_projects(conn, ids, *status, *after, *limit).await?;
@@ -168,7 +170,7 @@ impl Loader<ProjectTaskCountKey> for TenantLoader {
                 .push(key.project_id);
         }
         let counts = async {
-            in_tenant!(&self.pool, &self.slug, |conn| {
+            in_tenant!(&self.pool, &self.bind, |conn| {
                 let mut out = HashMap::new();
                 for (status, ids) in &by_status {
                     let mut query = tasks_table::table
@@ -197,6 +199,180 @@ impl Loader<ProjectTaskCountKey> for TenantLoader {
         .await
         .map_err(Arc::new)?;
         Ok(counts)
+    }
+}
+
+/// The roles a user holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserRolesKey(pub Uuid);
+
+/// A role, by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RoleKey(pub Uuid);
+
+/// A role's own permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RolePermissionsKey(pub Uuid);
+
+/// A team, by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TeamKey(pub Uuid);
+
+/// A team's direct sub-teams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TeamChildrenKey(pub Uuid);
+
+/// A team's members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TeamMembersKey(pub Uuid);
+
+/// Groups `rows` under the keys asked for (every key gets an entry).
+fn group<K, V>(
+    keys: &[K],
+    rows: impl IntoIterator<Item = (K, V)>,
+) -> HashMap<K, Vec<V>>
+where
+    K: std::hash::Hash + Eq + Copy,
+{
+    let mut out: HashMap<K, Vec<V>> = keys.iter().map(|k| (*k, Vec::new())).collect();
+    for (k, v) in rows {
+        out.entry(k).or_default().push(v);
+    }
+    out
+}
+
+impl Loader<UserRolesKey> for TenantLoader {
+    type Value = Vec<Assignment>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[UserRolesKey],
+    ) -> Result<HashMap<UserRolesKey, Vec<Assignment>>, LoadError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows = async {
+            in_tenant!(&self.pool, &self.bind, |conn| Ok(roles::assignments_of(
+                conn, &ids
+            )
+            .await?))
+        }
+        .await
+        .map_err(Arc::new)?;
+        Ok(group(
+            keys,
+            rows.into_iter().map(|a| (UserRolesKey(a.user_id), a)),
+        ))
+    }
+}
+
+impl Loader<RoleKey> for TenantLoader {
+    type Value = Role;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[RoleKey]) -> Result<HashMap<RoleKey, Role>, LoadError> {
+        use crate::db::schema::tenant::roles as r;
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows: Vec<Role> = async {
+            in_tenant!(&self.pool, &self.bind, |conn| Ok(r::table
+                .filter(r::id.eq_any(&ids))
+                .select(Role::as_select())
+                .load(conn)
+                .await?))
+        }
+        .await
+        .map_err(Arc::new)?;
+        Ok(rows.into_iter().map(|r| (RoleKey(r.id), r)).collect())
+    }
+}
+
+impl Loader<RolePermissionsKey> for TenantLoader {
+    type Value = Vec<String>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[RolePermissionsKey],
+    ) -> Result<HashMap<RolePermissionsKey, Vec<String>>, LoadError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let map = async {
+            in_tenant!(&self.pool, &self.bind, |conn| Ok(roles::own_permissions(
+                conn, &ids
+            )
+            .await?))
+        }
+        .await
+        .map_err(Arc::new)?;
+        Ok(keys
+            .iter()
+            .map(|k| (*k, map.get(&k.0).cloned().unwrap_or_default()))
+            .collect())
+    }
+}
+
+impl Loader<TeamKey> for TenantLoader {
+    type Value = Team;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[TeamKey]) -> Result<HashMap<TeamKey, Team>, LoadError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows = async {
+            in_tenant!(&self.pool, &self.bind, |conn| Ok(teams::find_many(
+                conn, &ids
+            )
+            .await?))
+        }
+        .await
+        .map_err(Arc::new)?;
+        Ok(rows.into_iter().map(|t| (TeamKey(t.id), t)).collect())
+    }
+}
+
+impl Loader<TeamChildrenKey> for TenantLoader {
+    type Value = Vec<Team>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[TeamChildrenKey],
+    ) -> Result<HashMap<TeamChildrenKey, Vec<Team>>, LoadError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows = async {
+            in_tenant!(&self.pool, &self.bind, |conn| Ok(teams::children_of(
+                conn, &ids
+            )
+            .await?))
+        }
+        .await
+        .map_err(Arc::new)?;
+        Ok(group(
+            keys,
+            rows.into_iter()
+                .filter_map(|t| t.parent_id.map(|p| (TeamChildrenKey(p), t))),
+        ))
+    }
+}
+
+impl Loader<TeamMembersKey> for TenantLoader {
+    type Value = Vec<User>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[TeamMembersKey],
+    ) -> Result<HashMap<TeamMembersKey, Vec<User>>, LoadError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows = async {
+            in_tenant!(&self.pool, &self.bind, |conn| Ok(teams::members_of(
+                conn, &ids
+            )
+            .await?))
+        }
+        .await
+        .map_err(Arc::new)?;
+        Ok(group(
+            keys,
+            rows.into_iter().map(|(t, u)| (TeamMembersKey(t), u)),
+        ))
     }
 }
 

@@ -1,10 +1,16 @@
 //! The GraphQL API: one module per domain, merged into one schema.
 
+pub mod access;
+pub mod api_keys;
+pub mod audit;
 pub mod context;
+pub mod invitations;
 pub mod loaders;
 pub mod pagination;
 pub mod projects;
+pub mod sessions;
 pub mod tasks;
+pub mod teams;
 pub mod tenants;
 pub mod users;
 
@@ -20,6 +26,12 @@ pub const MAX_COMPLEXITY: usize = 20_000;
 pub struct Query(
     tenants::TenantsQuery,
     users::UsersQuery,
+    sessions::SessionsQuery,
+    access::AccessQuery,
+    api_keys::ApiKeysQuery,
+    teams::TeamsQuery,
+    invitations::InvitationsQuery,
+    audit::AuditQuery,
     projects::ProjectsQuery,
     tasks::TasksQuery,
 );
@@ -28,7 +40,12 @@ pub struct Query(
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     tenants::TenantsMutation,
+    sessions::SessionsMutation,
     users::UsersMutation,
+    access::AccessMutation,
+    api_keys::ApiKeysMutation,
+    teams::TeamsMutation,
+    invitations::InvitationsMutation,
     projects::ProjectsMutation,
     tasks::TasksMutation,
 );

@@ -44,7 +44,7 @@ impl Project {
         after: Option<String>,
         status: Option<TaskStatus>,
     ) -> Result<Connection<String, Task, TaskConnectionFields>> {
-        let (scope, _) = ctx.req()?.tenant_actor().await?;
+        let (scope, _) = ctx.req()?.require("tasks:read").await?;
         let first = page_size(first)?;
         let after = after_id(after.as_deref())?;
         let status = status.map(TaskStatus::as_db);
@@ -83,8 +83,8 @@ impl ProjectConnectionFields {
     /// How many projects the tenant has in all.
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
         let req = ctx.req()?;
-        let (scope, _) = req.tenant_actor().await?;
-        Ok(in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(
+        let (scope, _) = req.require("projects:read").await?;
+        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
             projects::count(conn).await?
         ))?)
     }
@@ -153,10 +153,10 @@ impl ProjectsQuery {
         after: Option<String>,
     ) -> Result<Connection<String, Project, ProjectConnectionFields>> {
         let req = ctx.req()?;
-        let (scope, _) = req.tenant_actor().await?;
+        let (scope, _) = req.require("projects:read").await?;
         let first = page_size(first)?;
         let after = after_id(after.as_deref())?;
-        let (rows, more) = in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(projects::page(
+        let (rows, more) = in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(projects::page(
             conn, first, after
         )
         .await?))?;
@@ -172,9 +172,9 @@ impl ProjectsQuery {
     /// One project; null when the tenant has no such project.
     async fn project(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Project>> {
         let req = ctx.req()?;
-        let (scope, _) = req.tenant_actor().await?;
+        let (scope, _) = req.require("projects:read").await?;
         let id = parse_id(&id, "id")?;
-        Ok(in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(
+        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
             projects::find(conn, id).await?
         ))?)
     }
@@ -193,7 +193,7 @@ impl ProjectsMutation {
         input: CreateProjectInput,
     ) -> Result<CreateProjectPayload> {
         let req = ctx.req()?;
-        let (scope, _) = req.tenant_actor().await?;
+        let (scope, _) = req.require("projects:write").await?;
         let name = projects::parse_name(&input.name)?;
         let description = input
             .description
@@ -201,7 +201,7 @@ impl ProjectsMutation {
             .map(projects::parse_description)
             .transpose()?;
         let max_projects = req.plan(&scope.tenant.plan_code).await?.max_projects;
-        let project = in_tenant!(&req.app.pool, &scope.slug, |conn| {
+        let project = in_tenant!(&req.app.pool, &scope.bind, |conn| {
             projects::create(conn, name, description, max_projects).await
         })?;
         Ok(CreateProjectPayload { project })
@@ -214,7 +214,7 @@ impl ProjectsMutation {
         input: UpdateProjectInput,
     ) -> Result<UpdateProjectPayload> {
         let req = ctx.req()?;
-        let (scope, _) = req.tenant_actor().await?;
+        let (scope, _) = req.require("projects:write").await?;
         let id = parse_id(&input.id, "id")?;
         let changes = ProjectChanges {
             name: input
@@ -228,7 +228,7 @@ impl ProjectsMutation {
                 MaybeUndefined::Value(d) => Some(Some(projects::parse_description(&d)?)),
             },
         };
-        let project = in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(projects::update(
+        let project = in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(projects::update(
             conn, id, changes
         )
         .await?))?
@@ -243,9 +243,9 @@ impl ProjectsMutation {
         input: DeleteProjectInput,
     ) -> Result<DeleteProjectPayload> {
         let req = ctx.req()?;
-        let (scope, _) = req.tenant_actor().await?;
+        let (scope, _) = req.require("projects:write").await?;
         let id = parse_id(&input.id, "id")?;
-        let existed = in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(projects::delete(
+        let existed = in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(projects::delete(
             conn, id
         )
         .await?))?;

@@ -71,7 +71,7 @@ impl Task {
     }
     /// The project the task belongs to (batched).
     async fn project(&self, ctx: &Context<'_>) -> Result<Project> {
-        let (scope, _) = ctx.req()?.tenant_actor().await?;
+        let (scope, _) = ctx.req()?.require("projects:read").await?;
         scope
             .loader
             .load_one(ProjectKey(self.project_id))
@@ -84,7 +84,7 @@ impl Task {
         let Some(id) = self.assignee_id else {
             return Ok(None);
         };
-        let (scope, _) = ctx.req()?.tenant_actor().await?;
+        let (scope, _) = ctx.req()?.require("tasks:read").await?;
         scope.loader.load_one(UserKey(id)).await.map_err(load_error)
     }
 }
@@ -105,9 +105,9 @@ impl TaskConnectionFields {
     /// How many tasks match, across all pages.
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
         let req = ctx.req()?;
-        let (scope, _) = req.tenant_actor().await?;
+        let (scope, _) = req.require("tasks:read").await?;
         match &self.0 {
-            TaskTotal::Filter(filter) => Ok(in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(
+            TaskTotal::Filter(filter) => Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
                 tasks::count(conn, filter).await?
             ))?),
             TaskTotal::Project(key) => Ok(scope
@@ -196,7 +196,7 @@ impl TasksQuery {
         assignee_id: Option<ID>,
     ) -> Result<Connection<String, Task, TaskConnectionFields>> {
         let req = ctx.req()?;
-        let (scope, _) = req.tenant_actor().await?;
+        let (scope, _) = req.require("tasks:read").await?;
         let first = page_size(first)?;
         let after = after_id(after.as_deref())?;
         let filter = TaskFilter {
@@ -210,7 +210,7 @@ impl TasksQuery {
                 .map(|id| parse_id(id, "assigneeId"))
                 .transpose()?,
         };
-        let (rows, more) = in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(tasks::page(
+        let (rows, more) = in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(tasks::page(
             conn, &filter, first, after
         )
         .await?))?;
@@ -237,7 +237,7 @@ impl TasksMutation {
         input: CreateTaskInput,
     ) -> Result<CreateTaskPayload> {
         let req = ctx.req()?;
-        let (scope, _) = req.tenant_actor().await?;
+        let (scope, _) = req.require("tasks:write").await?;
         let new = NewTask {
             project_id: parse_id(&input.project_id, "projectId")?,
             title: tasks::parse_title(&input.title)?,
@@ -249,7 +249,7 @@ impl TasksMutation {
                 .transpose()?,
             due_date: input.due_date,
         };
-        let task = in_tenant!(&req.app.pool, &scope.slug, |conn| tasks::create(conn, new)
+        let task = in_tenant!(&req.app.pool, &scope.bind, |conn| tasks::create(conn, new)
             .await)?;
         Ok(CreateTaskPayload { task })
     }
@@ -261,7 +261,7 @@ impl TasksMutation {
         input: UpdateTaskInput,
     ) -> Result<UpdateTaskPayload> {
         let req = ctx.req()?;
-        let (scope, _) = req.tenant_actor().await?;
+        let (scope, _) = req.require("tasks:write").await?;
         let id = parse_id(&input.id, "id")?;
         let changes = TaskChanges {
             title: input.title.as_deref().map(tasks::parse_title).transpose()?,
@@ -277,7 +277,7 @@ impl TasksMutation {
                 MaybeUndefined::Value(d) => Some(Some(d)),
             },
         };
-        let task = in_tenant!(&req.app.pool, &scope.slug, |conn| tasks::update(
+        let task = in_tenant!(&req.app.pool, &scope.bind, |conn| tasks::update(
             conn, id, changes
         )
         .await)?
@@ -292,9 +292,9 @@ impl TasksMutation {
         input: DeleteTaskInput,
     ) -> Result<DeleteTaskPayload> {
         let req = ctx.req()?;
-        let (scope, _) = req.tenant_actor().await?;
+        let (scope, _) = req.require("tasks:write").await?;
         let id = parse_id(&input.id, "id")?;
-        let existed = in_tenant!(&req.app.pool, &scope.slug, |conn| Ok(tasks::delete(
+        let existed = in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(tasks::delete(
             conn, id
         )
         .await?))?;

@@ -1,12 +1,19 @@
-//! Signing in, and the user type.
+//! Members: the tenant's users, and managing them.
 
-use async_graphql::{Context, ID, Object, Result, SimpleObject};
+use async_graphql::connection::{Connection, EmptyFields};
+use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use crate::auth;
+use crate::domain::audit;
+use crate::domain::roles::{self, Assignment};
 use crate::domain::users::{self, User};
+use crate::domain::sessions;
 use crate::error::AppError;
+use crate::graphql::access::RoleAssignment;
 use crate::graphql::context::{Actor, ContextExt as _};
+use crate::graphql::loaders::{UserRolesKey, load_error};
+use crate::graphql::pagination::{after_id, connection, page_size, parse_id};
 use crate::in_tenant;
 
 #[Object]
@@ -23,85 +30,286 @@ impl User {
     async fn display_name(&self) -> &str {
         &self.display_name
     }
-    /// `owner` or `member`.
-    async fn role(&self) -> &str {
-        &self.role
+    /// Whether the user is disabled (cannot sign in; sessions and keys stop).
+    async fn disabled(&self) -> bool {
+        self.disabled_at.is_some()
     }
     /// When the user was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.created_at
     }
+    /// The roles the user holds, expired ones included (see `expired`).
+    async fn roles(&self, ctx: &Context<'_>) -> Result<Vec<RoleAssignment>> {
+        let (scope, _) = ctx.req()?.access().await?;
+        let found: Vec<Assignment> = scope
+            .loader
+            .load_one(UserRolesKey(self.id))
+            .await
+            .map_err(load_error)?
+            .unwrap_or_default();
+        Ok(found.into_iter().map(RoleAssignment).collect())
+    }
 }
 
-/// A signed-in session.
+/// Who to add.
+#[derive(InputObject)]
+pub struct CreateUserInput {
+    /// Sign-in email, unique in the tenant whatever its case.
+    pub email: String,
+    /// Name shown in the dashboard.
+    pub display_name: String,
+    /// At least 8 characters.
+    pub password: String,
+    /// Key of the role to give (default `member`).
+    pub role: Option<String>,
+}
+
+/// The new user.
 #[derive(SimpleObject)]
-pub struct LoginPayload {
-    /// Send as `Authorization: Bearer <token>`; valid for this tenant only.
-    pub token: String,
-    /// Who signed in.
+pub struct UserPayload {
+    /// The user as it is now.
     pub user: User,
 }
 
-/// The signed-in user.
+/// Profile changes; omitted fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdateUserInput {
+    /// The user to change (yourself, or anyone with `members:manage`).
+    pub id: ID,
+    /// New sign-in email.
+    pub email: Option<String>,
+    /// New display name.
+    pub display_name: Option<String>,
+}
+
+/// A user to disable or enable.
+#[derive(InputObject)]
+pub struct UserIdInput {
+    /// The user.
+    pub id: ID,
+}
+
+/// A password change for the signed-in user.
+#[derive(InputObject)]
+pub struct ChangePasswordInput {
+    /// The password now.
+    pub current_password: String,
+    /// The new one, at least 8 characters.
+    pub new_password: String,
+}
+
+/// The tenant's users.
 #[derive(Default)]
 pub struct UsersQuery;
 
 #[Object]
 impl UsersQuery {
-    /// The signed-in user; null for the platform admin.
+    /// The signed-in user (an API key's owner); null for the platform admin.
     async fn me(&self, ctx: &Context<'_>) -> Result<Option<User>> {
-        let (scope, actor) = ctx.req()?.tenant_actor().await?;
-        let Actor::User(id) = actor else {
+        let req = ctx.req()?;
+        let (scope, access) = req.access().await?;
+        let Actor::User(id) = access.actor else {
             return Ok(None);
         };
-        let pool = &ctx.req()?.app.pool;
-        let user = in_tenant!(pool, &scope.slug, |conn| Ok(users::find(conn, id).await?))?;
-        // A token for a user who no longer exists is not a session.
+        let user = in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(users::find(conn, id).await?))?;
         user.map(Some)
             .ok_or_else(|| AppError::Unauthenticated("this user no longer exists".into()).into())
     }
+
+    /// The tenant's users, oldest first. Needs `members:read`.
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        #[graphql(desc = "Include disabled users (default false).")] include_disabled: Option<
+            bool,
+        >,
+    ) -> Result<Connection<String, User, UserConnectionFields, EmptyFields>> {
+        let req = ctx.req()?;
+        let (scope, _) = req.require("members:read").await?;
+        let first = page_size(first)?;
+        let after = after_id(after.as_deref())?;
+        let all = include_disabled.unwrap_or(false);
+        let (rows, total) = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+            let rows = users::page(conn, after, first + 1, all).await?;
+            Ok((rows, users::count(conn, all).await?))
+        })?;
+        let mut rows = rows;
+        let more = rows.len() as i64 > first;
+        rows.truncate(first as usize);
+        Ok(connection(
+            rows,
+            more,
+            after.is_some(),
+            |u| u.id.to_string(),
+            UserConnectionFields(total),
+        ))
+    }
+
+    /// One user. Needs `members:read`.
+    async fn user(&self, ctx: &Context<'_>, id: ID) -> Result<Option<User>> {
+        let req = ctx.req()?;
+        let (scope, _) = req.require("members:read").await?;
+        let id = parse_id(&id, "id")?;
+        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(users::find(conn, id).await?))?)
+    }
 }
 
-/// Signing in.
+/// Extra fields of `UserConnection`.
+pub struct UserConnectionFields(i64);
+
+#[Object]
+impl UserConnectionFields {
+    /// Users matching, across all pages.
+    async fn total_count(&self) -> i64 {
+        self.0
+    }
+}
+
+/// Managing the tenant's users.
 #[derive(Default)]
 pub struct UsersMutation;
 
 #[Object]
 impl UsersMutation {
-    /// Signs in to the request's tenant. A wrong password and an unknown
-    /// email get the same `UNAUTHENTICATED` answer.
-    async fn login(
+    /// Adds a user with a password and a role. Needs `members:manage`, and
+    /// every permission of the role given; counts against the plan's seats.
+    async fn create_user(&self, ctx: &Context<'_>, input: CreateUserInput) -> Result<UserPayload> {
+        let req = ctx.req()?;
+        let (scope, access) = req.require("members:manage").await?;
+        let email = users::parse_email(&input.email, "email")?;
+        let display_name = users::parse_display_name(&input.display_name, "displayName")?;
+        auth::check_new_password(&input.password, "password")?;
+        let role_key = input.role.unwrap_or_else(|| roles::builtin::MEMBER.to_owned());
+        let plan = req.plan(&scope.tenant.plan_code).await?;
+        let hash = auth::hash_password(input.password).await?;
+        let user = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+            let role = roles::find_by_key(conn, &role_key)
+                .await?
+                .ok_or_else(|| AppError::not_found(Some("role"), "no such role"))?;
+            access.require_all(&roles::effective_permissions(conn, role.id).await?)?;
+            users::check_seats(conn, plan.max_seats, false).await?;
+            let user = users::insert(
+                conn,
+                users::NewUser {
+                    id: uuid::Uuid::now_v7(),
+                    email: &email,
+                    display_name: &display_name,
+                    password_hash: &hash,
+                },
+            )
+            .await?;
+            roles::assign(conn, user.id, role.id, None, access.who().user).await?;
+            audit::record(conn, access.who(), "user.created", Some(("user", user.id)), &role.key)
+                .await?;
+            Ok(user)
+        })?;
+        Ok(UserPayload { user })
+    }
+
+    /// Changes a user's email or display name: your own, or anyone's with
+    /// `members:manage` (but not someone with more permissions than you).
+    async fn update_user(&self, ctx: &Context<'_>, input: UpdateUserInput) -> Result<UserPayload> {
+        let req = ctx.req()?;
+        let (scope, access) = req.access().await?;
+        let id = parse_id(&input.id, "id")?;
+        let email = input
+            .email
+            .as_deref()
+            .map(|e| users::parse_email(e, "email"))
+            .transpose()?;
+        let display_name = input
+            .display_name
+            .as_deref()
+            .map(|n| users::parse_display_name(n, "displayName"))
+            .transpose()?;
+        let own = access.actor == Actor::User(id);
+        if !own {
+            access.require("members:manage")?;
+        }
+        let user = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+            if !own {
+                access.require_covers_user(conn, id).await?;
+            }
+            let user = users::update_profile(conn, id, email.as_deref(), display_name.as_deref())
+                .await?
+                .ok_or_else(|| AppError::not_found(Some("id"), "no such user"))?;
+            audit::record(conn, access.who(), "user.updated", Some(("user", id)), "").await?;
+            Ok(user)
+        })?;
+        Ok(UserPayload { user })
+    }
+
+    /// Disables a user: they cannot sign in, and their sessions and API keys
+    /// stop working at once. Needs `members:manage`; the last owner stays.
+    async fn disable_user(&self, ctx: &Context<'_>, input: UserIdInput) -> Result<UserPayload> {
+        set_disabled(ctx, input, true).await
+    }
+
+    /// Enables a disabled user again (counts against the plan's seats).
+    /// Needs `members:manage`.
+    async fn enable_user(&self, ctx: &Context<'_>, input: UserIdInput) -> Result<UserPayload> {
+        set_disabled(ctx, input, false).await
+    }
+
+    /// Changes the signed-in user's password; their other sessions end.
+    async fn change_password(
         &self,
         ctx: &Context<'_>,
-        email: String,
-        password: String,
-    ) -> Result<LoginPayload> {
+        input: ChangePasswordInput,
+    ) -> Result<UserPayload> {
         let req = ctx.req()?;
-        let scope = req.tenant().await?;
+        let (scope, access) = req.access().await?;
+        let id = access.user()?;
+        if access.api_key.is_some() {
+            return Err(AppError::Forbidden("an API key cannot change its owner's password".into()).into());
+        }
+        auth::check_new_password(&input.new_password, "newPassword")?;
         let pool = &req.app.pool;
-        // PostgreSQL refuses NUL in text; such an email matches nobody.
-        let found = if email.contains('\0') {
-            None
-        } else {
-            in_tenant!(pool, &scope.slug, |conn| Ok(users::find_for_login(
-                conn, &email
-            )
-            .await?))?
-        };
-        let (id, hash) = match found {
-            Some((id, hash)) => (Some(id), Some(hash)),
-            None => (None, None),
-        };
-        let ok = auth::verify_password(password, hash).await?;
-        let Some(id) = id.filter(|_| ok) else {
-            return Err(AppError::Unauthenticated("wrong email or password".into()).into());
-        };
-        let user = in_tenant!(pool, &scope.slug, |conn| Ok(users::find(conn, id).await?))?
-            .ok_or_else(|| AppError::Unauthenticated("wrong email or password".into()))?;
-        let token = req
-            .app
-            .keys
-            .issue(user.id, scope.tenant.id, &scope.tenant.slug)?;
-        Ok(LoginPayload { token, user })
+        let stored = in_tenant!(pool, &scope.bind, |conn| Ok(users::password_hash(conn, id).await?))?;
+        if !auth::verify_password(input.current_password, stored).await? {
+            return Err(AppError::bad_input("currentPassword", "the current password is wrong").into());
+        }
+        let hash = auth::hash_password(input.new_password).await?;
+        let user = in_tenant!(pool, &scope.bind, |conn| {
+            users::set_password(conn, id, &hash).await?;
+            sessions::revoke_all(conn, id, access.session, "password changed").await?;
+            audit::record(conn, access.who(), "user.password_changed", Some(("user", id)), "")
+                .await?;
+            Ok(users::find(conn, id).await?)
+        })?
+        .ok_or_else(|| AppError::not_found(Some("id"), "no such user"))?;
+        Ok(UserPayload { user })
     }
+}
+
+async fn set_disabled(ctx: &Context<'_>, input: UserIdInput, disabled: bool) -> Result<UserPayload> {
+    let req = ctx.req()?;
+    let (scope, access) = req.require("members:manage").await?;
+    let id = parse_id(&input.id, "id")?;
+    let plan = req.plan(&scope.tenant.plan_code).await?;
+    let user = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+        access.require_covers_user(conn, id).await?;
+        if disabled {
+            roles::keep_an_owner(conn, id).await?;
+        } else {
+            let current = users::find(conn, id)
+                .await?
+                .ok_or_else(|| AppError::not_found(Some("id"), "no such user"))?;
+            if current.disabled_at.is_some() {
+                users::check_seats(conn, plan.max_seats, false).await?;
+            }
+        }
+        let user = users::set_disabled(conn, id, disabled)
+            .await?
+            .ok_or_else(|| AppError::not_found(Some("id"), "no such user"))?;
+        if disabled {
+            sessions::revoke_all(conn, id, None, "user disabled").await?;
+        }
+        let action = if disabled { "user.disabled" } else { "user.enabled" };
+        audit::record(conn, access.who(), action, Some(("user", id)), "").await?;
+        Ok(user)
+    })?;
+    Ok(UserPayload { user })
 }

@@ -1,8 +1,10 @@
 //! Tenant-bound connections.
 //!
-//! A connection is bound to one tenant for one transaction only: `BEGIN` and
-//! `set_config('search_path', '"tenant_<slug>"', true)` go out together, and
-//! the setting ends with the transaction. A pooled connection therefore never
+//! A connection is bound to one tenant for one transaction only: `BEGIN`,
+//! `set_config('search_path', '"tenant_<slug>"', true)` and
+//! `set_config('role', '<tenant role>', true)` go out together in one round
+//! trip, and both settings end with the transaction. Under the tenant's role
+//! (see [`crate::tenancy::db_role`]) PostgreSQL refuses any other schema. A pooled connection therefore never
 //! carries a tenant's path into another request, and this works behind
 //! PgBouncer in transaction mode.
 //!
@@ -16,6 +18,32 @@ use diesel_async::{AnsiTransactionManager, AsyncPgConnection};
 use crate::db::{Pool, PooledConn};
 use crate::error::{AppError, AppResult};
 use crate::tenancy::TenantSlug;
+use crate::tenancy::db_role::DbRole;
+
+/// What a connection is bound to for a tenant: its schema and its role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantBinding {
+    /// The tenant's slug (its schema is `tenant_<slug>`).
+    pub slug: TenantSlug,
+    /// The role its transactions run under.
+    pub role: DbRole,
+}
+
+impl TenantBinding {
+    /// A binding from a tenant's stored slug and role. A tenant without a
+    /// valid role is an internal error: its requests must not run unconfined.
+    pub fn of(slug: &str, role: Option<&str>) -> AppResult<Self> {
+        let slug = TenantSlug::parse(slug).map_err(|e| {
+            AppError::internal(anyhow::anyhow!("stored slug {slug:?} is invalid: {e}"))
+        })?;
+        let role = role.and_then(DbRole::parse).ok_or_else(|| {
+            AppError::internal(anyhow::anyhow!(
+                "tenant {slug} has no valid database role; run `strata migrate`"
+            ))
+        })?;
+        Ok(Self { slug, role })
+    }
+}
 
 /// An open transaction whose search_path is one tenant's schema (and only
 /// that schema: unqualified names cannot fall through to `public`).
@@ -24,10 +52,10 @@ pub struct TenantTx<'p> {
 }
 
 impl<'p> TenantTx<'p> {
-    /// Checks a connection out of `pool` and binds it to `slug` for one transaction.
-    pub async fn begin(pool: &'p Pool, slug: &TenantSlug) -> AppResult<Self> {
+    /// Checks a connection out of `pool` and binds it to a tenant for one transaction.
+    pub async fn begin(pool: &'p Pool, bind: &TenantBinding) -> AppResult<Self> {
         let mut conn = pool.get().await?;
-        begin_bound(&mut conn, slug).await?;
+        begin_bound(&mut conn, bind).await?;
         Ok(Self { conn })
     }
 
@@ -56,26 +84,27 @@ impl<'p> TenantTx<'p> {
     }
 }
 
-/// Opens a transaction on `conn` with its search_path bound to `slug`'s schema.
-pub async fn begin_bound(conn: &mut AsyncPgConnection, slug: &TenantSlug) -> AppResult<()> {
-    // One round trip. The schema name comes from a validated slug, whose
-    // alphabet holds no quote of either kind, and is quoted as an identifier.
+/// Opens a transaction on `conn` bound to a tenant's schema and role.
+pub async fn begin_bound(conn: &mut AsyncPgConnection, bind: &TenantBinding) -> AppResult<()> {
+    // One round trip. The schema name comes from a validated slug and the
+    // role from a validated role name; neither alphabet holds a quote.
     let sql = format!(
-        "BEGIN; SELECT set_config('search_path', '{}', true)",
-        slug.quoted_schema()
+        "BEGIN; SELECT set_config('search_path', '{}', true), set_config('role', '{}', true)",
+        bind.slug.quoted_schema(),
+        bind.role.as_str()
     );
     AnsiTransactionManager::begin_transaction_sql(conn, &sql)
         .await
         .map_err(AppError::from)
 }
 
-/// Runs `f` in a transaction bound to `slug`, committing on success.
+/// Runs `f` in a transaction bound to a tenant, committing on success.
 ///
 /// `f` gets the connection and returns a boxed future borrowing it.
 #[macro_export]
 macro_rules! in_tenant {
-    ($pool:expr, $slug:expr, |$conn:ident| $body:expr) => {{
-        let mut tx = $crate::tenancy::conn::TenantTx::begin($pool, $slug).await?;
+    ($pool:expr, $bind:expr, |$conn:ident| $body:expr) => {{
+        let mut tx = $crate::tenancy::conn::TenantTx::begin($pool, $bind).await?;
         let result: $crate::error::AppResult<_> = async {
             let $conn = tx.conn();
             $body

@@ -3,6 +3,7 @@
 //! and the template every tenant schema is built from.
 
 pub mod conn;
+pub mod db_role;
 pub mod provision;
 pub mod resolver;
 pub mod slug;

@@ -1,7 +1,8 @@
 //! Provisioning: a tenant exists completely or not at all.
 //!
 //! One transaction records the tenant, creates `tenant_<slug>`, applies the
-//! whole template inside it and adds the owner. Two requests for one slug
+//! whole template inside it, creates the tenant's database role and adds the
+//! owner (with the `owner` role). Two requests for one slug
 //! meet on the `tenants_slug_key` unique constraint: the second waits for the
 //! first and then gets `CONFLICT`.
 
@@ -14,9 +15,10 @@ use uuid::Uuid;
 use crate::auth;
 use crate::db::Pool;
 use crate::db::schema::management::tenants as tenants_table;
-use crate::domain::{plans, users};
+use crate::domain::{plans, roles, users};
 use crate::error::{AppError, AppResult};
 use crate::tenancy::TenantSlug;
+use crate::tenancy::db_role::{self, DbRole};
 use crate::tenancy::template::{TemplateStep, latest_version};
 use crate::tenancy::tenants::{Tenant, status};
 
@@ -91,7 +93,6 @@ pub async fn create_tenant(
             email: &email,
             display_name: &display_name,
             password_hash: &password_hash,
-            role: users::role::OWNER,
         },
     )
     .await;
@@ -129,6 +130,7 @@ async fn provision_in_tx(
         template_version: latest_version(template),
         created_at: now,
         updated_at: now,
+        db_role: Some(DbRole::generate(slug).as_str().to_owned()),
     };
     // The row first: a concurrent request for the same slug blocks here and
     // then fails on tenants_slug_key, before touching any schema.
@@ -162,6 +164,18 @@ async fn provision_in_tx(
             ))
         })?;
     }
+    let role = tenant
+        .db_role
+        .as_deref()
+        .and_then(DbRole::parse)
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("generated role name is invalid")))?;
+    db_role::create(conn, slug, &role).await?;
     let owner = users::insert(conn, owner).await?;
+    let owner_role = roles::find_by_key(conn, roles::builtin::OWNER)
+        .await?
+        .ok_or_else(|| {
+            AppError::internal(anyhow::anyhow!("the tenant template seeds no owner role"))
+        })?;
+    roles::assign(conn, owner.id, owner_role.id, None, None).await?;
     Ok(Provisioned { tenant, owner })
 }

@@ -33,8 +33,9 @@ pub struct TenantSources {
     pub subdomain: Option<String>,
     /// `Host` when it is not under the base domain: maybe a custom domain.
     pub custom_domain: Option<String>,
-    /// The tenant named by the bearer token: (tenant id, slug).
-    pub token: Option<(Uuid, String)>,
+    /// The tenant named by the bearer credential: a user token names the
+    /// tenant's id (and its slug then), an API key only its slug.
+    pub token: Option<(Option<Uuid>, String)>,
 }
 
 impl TenantSources {
@@ -204,10 +205,10 @@ pub async fn resolve(
         }
     };
     if let Some((token_tenant, token_slug)) = &sources.token
-        && *token_tenant != tenant.id
+        && token_tenant.map_or(*token_slug != tenant.slug, |id| id != tenant.id)
     {
         return Err(AppError::TenantMismatch(format!(
-            "the token was issued for tenant '{token_slug}', not '{}'",
+            "the credential was issued for tenant '{token_slug}', not '{}'",
             tenant.slug
         )));
     }

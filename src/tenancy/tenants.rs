@@ -30,6 +30,8 @@ pub struct Tenant {
     pub template_version: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The PostgreSQL role its transactions run under (see [`crate::tenancy::db_role`]).
+    pub db_role: Option<String>,
 }
 
 /// Finds a tenant by slug.

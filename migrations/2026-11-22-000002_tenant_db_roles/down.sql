@@ -1,0 +1,1 @@
+ALTER TABLE management.tenants DROP COLUMN db_role;
