@@ -129,7 +129,31 @@ pub struct CreateTenantPayload {
     /// The new tenant.
     pub tenant: Tenant,
     /// Its owner.
-    pub owner: User,
+    pub owner: TenantOwner,
+}
+
+/// A new tenant's first user, who holds the `owner` role. (Answered outside
+/// the tenant's context; sign in to the tenant to see its `User`.)
+pub struct TenantOwner(User);
+
+#[Object]
+impl TenantOwner {
+    /// User id.
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// Sign-in email.
+    async fn email(&self) -> &str {
+        &self.0.email
+    }
+    /// Name shown in the dashboard.
+    async fn display_name(&self) -> &str {
+        &self.0.display_name
+    }
+    /// Always `owner`.
+    async fn role(&self) -> &'static str {
+        crate::domain::roles::builtin::OWNER
+    }
 }
 
 /// Plans and tenants.
@@ -236,7 +260,7 @@ impl TenantsMutation {
         app.tenants.clear();
         Ok(CreateTenantPayload {
             tenant: made.tenant,
-            owner: made.owner,
+            owner: TenantOwner(made.owner),
         })
     }
 }

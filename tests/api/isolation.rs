@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use serde_json::json;
-use strata::tenancy::TenantSlug;
 use strata::tenancy::conn::TenantTx;
 
 use crate::common::{TestApp, code, count};
@@ -12,13 +11,16 @@ use crate::common::{TestApp, code, count};
 const PROJECT_NAMES: &str = "{ projects(first: 100) { totalCount edges { node { name } } } }";
 
 /// The search_path of the pool's (only) connection, and whether it is
-/// still inside a transaction.
+/// still inside a transaction. Also checks it is back to its own role.
 async fn pool_connection_state(app: &TestApp) -> (String, bool) {
     let mut conn = app.app.pool.get().await.unwrap();
-    let path: Vec<PathRow> = diesel::sql_query("SELECT current_setting('search_path') AS path")
-        .load(&mut *conn)
-        .await
-        .unwrap();
+    let path: Vec<PathRow> = diesel::sql_query(
+        "SELECT current_setting('search_path') || CASE WHEN current_user = session_user \
+         THEN '' ELSE ' (role still tenant_)' END AS path",
+    )
+    .load(&mut *conn)
+    .await
+    .unwrap();
     // SAVEPOINT succeeds only inside a transaction block.
     let in_tx = conn.batch_execute("SAVEPOINT probe").await.is_ok();
     (path[0].path.clone(), in_tx)
@@ -245,9 +247,9 @@ async fn panic_inside_a_tenant_transaction_does_not_poison_the_pool() {
     let app = TestApp::builder().pool_size(1).spawn().await;
     app.tenant_with_owner("alpha", "free").await;
     let pool = app.app.pool.clone();
+    let bind = app.binding("alpha").await;
     let joined = tokio::spawn(async move {
-        let slug = TenantSlug::parse("alpha").unwrap();
-        let mut tx = TenantTx::begin(&pool, &slug).await.unwrap();
+        let mut tx = TenantTx::begin(&pool, &bind).await.unwrap();
         tx.conn()
             .batch_execute(
                 "INSERT INTO projects (id, name) VALUES (gen_random_uuid(), 'half-done')",
@@ -316,8 +318,8 @@ async fn tenant_bound_connection_cannot_fall_back_to_public() {
     db.batch_execute("CREATE TABLE public.projects (id uuid, name text)")
         .await
         .unwrap();
-    let slug = TenantSlug::parse("alpha").unwrap();
-    let mut tx = TenantTx::begin(&app.app.pool, &slug).await.unwrap();
+    let bind = app.binding("alpha").await;
+    let mut tx = TenantTx::begin(&app.app.pool, &bind).await.unwrap();
     let path: Vec<String> = diesel::sql_query("SELECT current_setting('search_path') AS path")
         .load::<PathRow>(tx.conn())
         .await
@@ -333,4 +335,78 @@ async fn tenant_bound_connection_cannot_fall_back_to_public() {
 struct PathRow {
     #[diesel(sql_type = diesel::sql_types::Text)]
     path: String,
+}
+
+/// What the error of a statement refused by PostgreSQL says.
+async fn refused(tx: &mut TenantTx<'_>, sql: &str) -> String {
+    tx.conn()
+        .batch_execute(&format!("SAVEPOINT s; {sql}"))
+        .await
+        .expect_err(sql)
+        .to_string()
+}
+
+#[tokio::test]
+async fn tenant_bound_connection_cannot_reach_another_schema_even_by_name() {
+    let app = TestApp::spawn().await;
+    let a = app.tenant_with_owner("alpha", "enterprise").await;
+    let b = app.tenant_with_owner("beta", "enterprise").await;
+    app.create_project(&a, "alpha-secret").await;
+    app.create_project(&b, "beta-secret").await;
+    let bind = app.binding("alpha").await;
+    let mut tx = TenantTx::begin(&app.app.pool, &bind).await.unwrap();
+    // Its own tables work, by either name.
+    let own = count(tx.conn(), "SELECT count(*) AS n FROM tenant_alpha.projects").await;
+    assert_eq!(own, 1);
+    for sql in [
+        "SELECT count(*) FROM tenant_beta.projects",
+        "INSERT INTO tenant_beta.projects (id, name) VALUES (gen_random_uuid(), 'planted')",
+        "DELETE FROM tenant_beta.users",
+        "SELECT count(*) FROM management.tenants",
+        "CREATE TABLE tenant_beta.planted (x int)",
+        "DROP TABLE tenant_alpha.tasks",
+    ] {
+        let err = refused(&mut tx, sql).await;
+        assert!(err.contains("permission denied") || err.contains("must be owner"), "{sql}: {err}");
+        tx.conn().batch_execute("ROLLBACK TO SAVEPOINT s").await.unwrap();
+    }
+    tx.finish(Ok(())).await.unwrap();
+    let mut db = app.db().await;
+    assert_eq!(
+        count(&mut db, "SELECT count(*) AS n FROM tenant_beta.projects").await,
+        1,
+        "beta untouched"
+    );
+    // And the connection went back to the pool as itself.
+    let (path, _) = pool_connection_state(&app).await;
+    assert!(!path.contains("role still"), "{path}");
+}
+
+#[tokio::test]
+async fn every_tenant_gets_its_own_role_with_rights_on_its_own_schema_only() {
+    let app = TestApp::spawn().await;
+    app.tenant_with_owner("alpha", "free").await;
+    app.tenant_with_owner("beta", "free").await;
+    let (a, b) = (app.binding("alpha").await, app.binding("beta").await);
+    assert_ne!(a.role, b.role);
+    let mut db = app.db().await;
+    let rights = |role: &str, schema: &str| {
+        format!(
+            "SELECT count(*) AS n FROM pg_namespace WHERE nspname = '{schema}' \
+             AND has_schema_privilege('{role}', oid, 'USAGE')"
+        )
+    };
+    assert_eq!(count(&mut db, &rights(a.role.as_str(), "tenant_alpha")).await, 1);
+    assert_eq!(count(&mut db, &rights(a.role.as_str(), "tenant_beta")).await, 0);
+    assert_eq!(count(&mut db, &rights(a.role.as_str(), "management")).await, 0);
+    assert_eq!(count(&mut db, &rights(b.role.as_str(), "tenant_alpha")).await, 0);
+    // The role cannot log in by itself.
+    assert_eq!(
+        count(
+            &mut db,
+            &format!("SELECT count(*) AS n FROM pg_roles WHERE rolname = '{}' AND NOT rolcanlogin AND NOT rolsuper", a.role)
+        )
+        .await,
+        1
+    );
 }

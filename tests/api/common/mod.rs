@@ -155,6 +155,7 @@ fn unique_db_name() -> String {
 pub struct TestAppBuilder {
     pool_size: u32,
     template: &'static [TemplateStep],
+    login_lock_after: u32,
 }
 
 impl TestAppBuilder {
@@ -165,6 +166,11 @@ impl TestAppBuilder {
     }
 
     /// Another tenant template.
+    pub fn login_lock_after(mut self, n: u32) -> Self {
+        self.login_lock_after = n;
+        self
+    }
+
     pub fn template(mut self, template: &'static [TemplateStep]) -> Self {
         self.template = template;
         self
@@ -195,6 +201,9 @@ impl TestAppBuilder {
             graphiql_dir: None,
             pool_size: self.pool_size,
             token_ttl_secs: 3600,
+            session_ttl_secs: 3600,
+            login_lock_after: self.login_lock_after,
+            login_lock_secs: 900,
         };
         let secrets = Secrets::load(&config).unwrap();
         let admin_token = secrets.admin_token.clone();
@@ -244,17 +253,45 @@ impl Drop for TestApp {
                 .build()
                 .unwrap();
             rt.block_on(async {
+                // Tenant roles are cluster-wide: read them before the
+                // database goes, drop them after.
+                let roles = tenant_roles(&format!("{server}/{db}")).await;
                 if let Ok(mut admin) =
                     AsyncPgConnection::establish(&format!("{server}/postgres")).await
                 {
                     let _ = admin
                         .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
                         .await;
+                    for role in roles {
+                        let _ = admin
+                            .batch_execute(&format!("DROP ROLE IF EXISTS \"{role}\""))
+                            .await;
+                    }
                 }
             });
         })
         .join();
     }
+}
+
+/// The database roles of a test database's tenants.
+async fn tenant_roles(url: &str) -> Vec<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        db_role: String,
+    }
+    let Ok(mut conn) = AsyncPgConnection::establish(url).await else {
+        return Vec::new();
+    };
+    diesel::sql_query(
+        "SELECT db_role FROM management.tenants WHERE db_role IS NOT NULL \
+         AND db_role ~ '^[a-z][a-z0-9_]*$'",
+    )
+    .load::<Row>(&mut conn)
+    .await
+    .map(|rows| rows.into_iter().map(|r| r.db_role).collect())
+    .unwrap_or_default()
 }
 
 /// One GraphQL request being put together.
@@ -307,6 +344,7 @@ impl TestApp {
         TestAppBuilder {
             pool_size: 4,
             template: TEMPLATE,
+            login_lock_after: 10,
         }
     }
 
@@ -326,6 +364,16 @@ impl TestApp {
             app: self,
             headers: Vec::new(),
         }
+    }
+
+    /// What a tenant's transactions are bound to (its schema and role).
+    pub async fn binding(&self, slug: &str) -> strata::tenancy::conn::TenantBinding {
+        let mut conn = self.app.pool.get().await.unwrap();
+        let tenant = strata::tenancy::tenants::find_by_slug(&mut conn, slug)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no tenant {slug}"));
+        strata::tenancy::conn::TenantBinding::of(&tenant.slug, tenant.db_role.as_deref()).unwrap()
     }
 
     /// A direct connection to the test database (for checking what is stored).
@@ -358,20 +406,56 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("login {slug}: {e}"))
     }
 
-    /// Signs in; the token, or the error code.
+    /// Signs in; the access token, or the error code.
     pub async fn login(&self, slug: &str, email: &str, password: &str) -> Result<String, String> {
+        self.login_full(slug, email, password)
+            .await
+            .map(|s| s.token)
+    }
+
+    /// Signs in; the session's tokens, or the error code.
+    pub async fn login_full(
+        &self,
+        slug: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<SignedIn, String> {
         let body = self
             .gql()
             .tenant(slug)
             .send(
-                "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }",
+                "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token refreshToken session { id } user { id } } }",
                 json!({ "e": email, "p": password }),
             )
             .await;
-        match body["data"]["login"]["token"].as_str() {
-            Some(t) => Ok(t.to_owned()),
+        let login = &body["data"]["login"];
+        match login["token"].as_str() {
+            Some(t) => Ok(SignedIn {
+                token: t.to_owned(),
+                refresh_token: login["refreshToken"].as_str().unwrap().to_owned(),
+                session_id: login["session"]["id"].as_str().unwrap().to_owned(),
+                user_id: login["user"]["id"].as_str().unwrap().to_owned(),
+            }),
             None => Err(code(&body).to_owned()),
         }
+    }
+
+    /// Adds a user with `role` as `token` (an owner's, say) and signs them
+    /// in; password "password-123", email `<name>@<slug>.test`.
+    pub async fn member(&self, owner_token: &str, slug: &str, name: &str, role: &str) -> SignedIn {
+        let email = format!("{name}@{slug}.test");
+        let body = self
+            .gql()
+            .token(owner_token)
+            .send(
+                "mutation($i: CreateUserInput!) { createUser(input: $i) { user { id } } }",
+                json!({ "i": { "email": email, "displayName": name, "password": "password-123", "role": role } }),
+            )
+            .await;
+        assert!(body["errors"].is_null(), "createUser {name}: {body}");
+        self.login_full(slug, &email, "password-123")
+            .await
+            .unwrap_or_else(|e| panic!("login {name}: {e}"))
     }
 
     /// Creates a project as `token`; returns its id.
@@ -389,6 +473,15 @@ impl TestApp {
             .unwrap_or_else(|| panic!("createProject: {body}"))
             .to_owned()
     }
+}
+
+/// A signed-in user's credentials.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub token: String,
+    pub refresh_token: String,
+    pub session_id: String,
+    pub user_id: String,
 }
 
 /// The createTenant mutation, returning everything.
