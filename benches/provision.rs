@@ -46,6 +46,9 @@ async fn main() -> anyhow::Result<()> {
         graphiql_dir: None,
         pool_size: 8,
         token_ttl_secs: 3600,
+        session_ttl_secs: 3600,
+        login_lock_after: 10,
+        login_lock_secs: 900,
     };
     let secrets = Secrets::load(&config)?;
     let app = App::new(config, secrets, strata::db::build_pool(&url, 8))?;

@@ -297,7 +297,12 @@ mod tests {
     fn expired_token_is_refused() {
         let keys = TokenKeys::new("s", 0);
         let mut claims = keys
-            .verify(&keys.issue(Uuid::nil(), Uuid::nil(), "a", Uuid::nil()).unwrap().0)
+            .verify(
+                &keys
+                    .issue(Uuid::nil(), Uuid::nil(), "a", Uuid::nil())
+                    .unwrap()
+                    .0,
+            )
             .unwrap();
         claims.exp -= 3600;
         let token = jsonwebtoken::encode(&Header::default(), &claims, &keys.encoding).unwrap();
@@ -329,7 +334,13 @@ mod tests {
             secret: new_secret(),
         };
         assert_eq!(ApiKeyToken::parse(&key.render()), Some(key));
-        for bad in ["sk.acme", "sk.acme.short.secret", "xx.acme.abcdef123456.s", "sk..abcdef123456.s", "sk.a.abcdef123456.s.extra"] {
+        for bad in [
+            "sk.acme",
+            "sk.acme.short.secret",
+            "xx.acme.abcdef123456.s",
+            "sk..abcdef123456.s",
+            "sk.a.abcdef123456.s.extra",
+        ] {
             assert_eq!(ApiKeyToken::parse(bad), None, "{bad}");
         }
     }
@@ -341,7 +352,10 @@ mod tests {
         assert!(secret_matches(&secret, &stored));
         assert!(!secret_matches(&new_secret(), &stored));
         let id = Uuid::now_v7();
-        assert_eq!(split_token(&format!("{id}.{secret}")), Some((id, secret.as_str())));
+        assert_eq!(
+            split_token(&format!("{id}.{secret}")),
+            Some((id, secret.as_str()))
+        );
         assert_eq!(split_token("nope"), None);
     }
 

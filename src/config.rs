@@ -76,9 +76,7 @@ impl Config {
 
     /// How long a session lasts.
     pub fn session_ttl(&self) -> chrono::Duration {
-        chrono::Duration::seconds(
-            i64::try_from(self.session_ttl_secs).unwrap_or(i64::MAX / 4_000),
-        )
+        chrono::Duration::seconds(i64::try_from(self.session_ttl_secs).unwrap_or(i64::MAX / 4_000))
     }
 }
 

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeSet;
 
-use diesel::{OptionalExtension as _, QueryResult};
 use diesel::sql_types::{Array, Bool, Nullable, Text, Uuid as SqlUuid};
+use diesel::{OptionalExtension as _, QueryResult};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -25,7 +25,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "Create, invite, disable and change users; assign roles; end others' sessions.",
     ),
     ("roles:manage", "Create, change and delete custom roles."),
-    ("teams:manage", "Create, change and delete teams and their members."),
+    (
+        "teams:manage",
+        "Create, change and delete teams and their members.",
+    ),
     ("apikeys:create", "Make and revoke one's own API keys."),
     ("apikeys:manage", "See and revoke everyone's API keys."),
     ("billing:read", "See the plan and its usage."),
@@ -210,7 +213,11 @@ pub async fn for_api_key(
     .optional()?;
     Ok(row.map(|r| {
         let given: PermissionSet = r.permissions.into_iter().collect();
-        let owner: PermissionSet = r.owner_permissions.unwrap_or_default().into_iter().collect();
+        let owner: PermissionSet = r
+            .owner_permissions
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         KeyAccess {
             key_id: r.id,
             owner: r.user_id,

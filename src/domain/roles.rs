@@ -193,7 +193,11 @@ pub async fn create(
 }
 
 /// Changes a custom role (built-in roles are refused).
-pub async fn update(conn: &mut AsyncPgConnection, id: Uuid, fields: &RoleFields) -> AppResult<Role> {
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    fields: &RoleFields,
+) -> AppResult<Role> {
     let current = find(conn, id)
         .await?
         .ok_or_else(|| AppError::not_found(Some("id"), "no such role"))?;
@@ -257,7 +261,10 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<()> {
         .await?
         .ok_or_else(|| AppError::not_found(Some("id"), "no such role"))?;
     if role.builtin {
-        return Err(AppError::bad_input("id", "built-in roles cannot be deleted"));
+        return Err(AppError::bad_input(
+            "id",
+            "built-in roles cannot be deleted",
+        ));
     }
     let held: i64 = role_assignments::table
         .filter(role_assignments::role_id.eq(id))

@@ -26,7 +26,10 @@ pub struct Team {
 pub fn parse_name(raw: &str) -> AppResult<String> {
     let name = raw.trim();
     if name.is_empty() || name.chars().count() > 200 || name.contains('\0') {
-        return Err(AppError::bad_input("name", "a team name is 1 to 200 characters"));
+        return Err(AppError::bad_input(
+            "name",
+            "a team name is 1 to 200 characters",
+        ));
     }
     Ok(name.to_owned())
 }
@@ -51,10 +54,7 @@ pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResul
 }
 
 /// The direct sub-teams of each of `parents`.
-pub async fn children_of(
-    conn: &mut AsyncPgConnection,
-    parents: &[Uuid],
-) -> QueryResult<Vec<Team>> {
+pub async fn children_of(conn: &mut AsyncPgConnection, parents: &[Uuid]) -> QueryResult<Vec<Team>> {
     teams::table
         .filter(teams::parent_id.eq_any(parents))
         .select(Team::as_select())
@@ -171,7 +171,10 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<()> {
 /// Adds a user to a team (adding twice is a no-op).
 pub async fn add_member(conn: &mut AsyncPgConnection, team: Uuid, user: Uuid) -> QueryResult<()> {
     diesel::insert_into(team_members::table)
-        .values((team_members::team_id.eq(team), team_members::user_id.eq(user)))
+        .values((
+            team_members::team_id.eq(team),
+            team_members::user_id.eq(user),
+        ))
         .on_conflict_do_nothing()
         .execute(conn)
         .await

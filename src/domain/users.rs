@@ -200,7 +200,10 @@ pub async fn set_disabled(
 /// Stores a new password hash.
 pub async fn set_password(conn: &mut AsyncPgConnection, id: Uuid, hash: &str) -> QueryResult<()> {
     diesel::update(users::table.find(id))
-        .set((users::password_hash.eq(hash), users::updated_at.eq(Utc::now())))
+        .set((
+            users::password_hash.eq(hash),
+            users::updated_at.eq(Utc::now()),
+        ))
         .execute(conn)
         .await
         .map(drop)

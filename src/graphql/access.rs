@@ -50,7 +50,7 @@ impl Role {
         let Some(parent) = self.parent_id else {
             return Ok(None);
         };
-        let (scope, _) = ctx.req()?.access().await?;
+        let scope = ctx.req()?.tenant().await?;
         scope
             .loader
             .load_one(RoleKey(parent))
@@ -59,7 +59,7 @@ impl Role {
     }
     /// The role's own permissions (not inherited ones).
     async fn permissions(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
-        let (scope, _) = ctx.req()?.access().await?;
+        let scope = ctx.req()?.tenant().await?;
         Ok(scope
             .loader
             .load_one(RolePermissionsKey(self.id))
@@ -70,7 +70,7 @@ impl Role {
     /// Own and inherited permissions.
     async fn effective_permissions(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
         let req = ctx.req()?;
-        let (scope, _) = req.access().await?;
+        let scope = req.tenant().await?;
         let id = self.id;
         let set = in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
             roles::effective_permissions(conn, id).await?
@@ -200,7 +200,9 @@ impl AccessQuery {
     async fn roles(&self, ctx: &Context<'_>) -> Result<Vec<Role>> {
         let req = ctx.req()?;
         let (scope, _) = req.require("members:read").await?;
-        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(roles::list(conn).await?))?)
+        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
+            roles::list(conn).await?
+        ))?)
     }
 }
 
@@ -216,11 +218,23 @@ impl AccessMutation {
         let req = ctx.req()?;
         let (scope, access) = req.require("roles:manage").await?;
         let key = roles::parse_key(&input.key)?;
-        let fields = role_fields(input.name, input.description, input.parent_id, &input.permissions)?;
+        let fields = role_fields(
+            input.name,
+            input.description,
+            input.parent_id,
+            &input.permissions,
+        )?;
         let role = in_tenant!(&req.app.pool, &scope.bind, |conn| {
             let role = roles::create(conn, &key, &fields).await?;
             access.require_all(&roles::effective_permissions(conn, role.id).await?)?;
-            audit::record(conn, access.who(), "role.created", Some(("role", role.id)), &key).await?;
+            audit::record(
+                conn,
+                access.who(),
+                "role.created",
+                Some(("role", role.id)),
+                &key,
+            )
+            .await?;
             Ok(role)
         })?;
         Ok(RolePayload { role })
@@ -232,13 +246,25 @@ impl AccessMutation {
         let req = ctx.req()?;
         let (scope, access) = req.require("roles:manage").await?;
         let id = parse_id(&input.id, "id")?;
-        let fields = role_fields(input.name, input.description, input.parent_id, &input.permissions)?;
+        let fields = role_fields(
+            input.name,
+            input.description,
+            input.parent_id,
+            &input.permissions,
+        )?;
         let role = in_tenant!(&req.app.pool, &scope.bind, |conn| {
             // Both what it grants now and what it would grant must be yours.
             access.require_all(&roles::effective_permissions(conn, id).await?)?;
             let role = roles::update(conn, id, &fields).await?;
             access.require_all(&roles::effective_permissions(conn, id).await?)?;
-            audit::record(conn, access.who(), "role.updated", Some(("role", id)), &role.key).await?;
+            audit::record(
+                conn,
+                access.who(),
+                "role.updated",
+                Some(("role", id)),
+                &role.key,
+            )
+            .await?;
             Ok(role)
         })?;
         Ok(RolePayload { role })
@@ -294,8 +320,14 @@ impl AccessMutation {
                 Some(t) => format!("{} until {}", role.key, t.to_rfc3339()),
                 None => role.key.clone(),
             };
-            audit::record(conn, access.who(), "role.assigned", Some(("user", user_id)), &detail)
-                .await?;
+            audit::record(
+                conn,
+                access.who(),
+                "role.assigned",
+                Some(("user", user_id)),
+                &detail,
+            )
+            .await?;
             Ok(users::find(conn, user_id).await?)
         })?
         .ok_or_else(|| AppError::not_found(Some("userId"), "no such user"))?;
@@ -323,10 +355,19 @@ impl AccessMutation {
                 roles::keep_an_owner(conn, user_id).await?;
             }
             if !roles::unassign(conn, user_id, role_id).await? {
-                return Err(AppError::not_found(Some("roleId"), "the user does not hold this role"));
+                return Err(AppError::not_found(
+                    Some("roleId"),
+                    "the user does not hold this role",
+                ));
             }
-            audit::record(conn, access.who(), "role.unassigned", Some(("user", user_id)), &role.key)
-                .await?;
+            audit::record(
+                conn,
+                access.who(),
+                "role.unassigned",
+                Some(("user", user_id)),
+                &role.key,
+            )
+            .await?;
             Ok(users::find(conn, user_id).await?)
         })?
         .ok_or_else(|| AppError::not_found(Some("userId"), "no such user"))?;
@@ -342,11 +383,17 @@ fn role_fields(
 ) -> Result<RoleFields, AppError> {
     let name = name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 || name.contains('\0') {
-        return Err(AppError::bad_input("name", "a role name is 1 to 100 characters"));
+        return Err(AppError::bad_input(
+            "name",
+            "a role name is 1 to 100 characters",
+        ));
     }
     let description = description.unwrap_or_default().trim().to_owned();
     if description.chars().count() > 1000 || description.contains('\0') {
-        return Err(AppError::bad_input("description", "at most 1000 characters"));
+        return Err(AppError::bad_input(
+            "description",
+            "at most 1000 characters",
+        ));
     }
     let parent_id = parent.map(|p| parse_id(&p, "parentId")).transpose()?;
     let permissions = wanted

@@ -130,7 +130,9 @@ impl ApiKeysMutation {
             return Err(AppError::bad_input("name", "a key name is 1 to 100 characters").into());
         }
         if input.permissions.is_empty() {
-            return Err(AppError::bad_input("permissions", "give the key at least one permission").into());
+            return Err(
+                AppError::bad_input("permissions", "give the key at least one permission").into(),
+            );
         }
         let wanted: PermissionSet = input
             .permissions
@@ -146,15 +148,20 @@ impl ApiKeysMutation {
             let made =
                 api_keys::create(conn, &slug, user, &name, &wanted.to_vec(), input.expires_at)
                     .await?;
-            audit::record(conn, access.who(), "apikey.created", Some(("api_key", made.0.id)), &name)
-                .await?;
+            audit::record(
+                conn,
+                access.who(),
+                "apikey.created",
+                Some(("api_key", made.0.id)),
+                &name,
+            )
+            .await?;
             Ok(made)
         })?;
         Ok(CreateApiKeyPayload { api_key, secret })
     }
 
-    /// Revokes a key: your own with `apikeys:create`, anyone's with
-    /// `apikeys:manage`. It stops working on the next request.
+    /// Revokes a key: your own, or anyone's with `apikeys:manage`. It stops working on the next request.
     async fn revoke_api_key(
         &self,
         ctx: &Context<'_>,
@@ -168,8 +175,10 @@ impl ApiKeysMutation {
             let mine = key
                 .as_ref()
                 .is_some_and(|k| access.user().ok() == Some(k.user_id));
+            // Revoking one's own key is always allowed (even after losing
+            // `apikeys:create`); anyone else's needs `apikeys:manage`.
             let allowed = if mine {
-                access.require("apikeys:create")
+                Ok(())
             } else {
                 access.require("apikeys:manage")
             };
@@ -180,8 +189,14 @@ impl ApiKeysMutation {
             let key = api_keys::revoke(conn, id)
                 .await?
                 .ok_or_else(|| AppError::not_found(Some("id"), "no such API key"))?;
-            audit::record(conn, access.who(), "apikey.revoked", Some(("api_key", id)), &key.name)
-                .await?;
+            audit::record(
+                conn,
+                access.who(),
+                "apikey.revoked",
+                Some(("api_key", id)),
+                &key.name,
+            )
+            .await?;
             Ok(key)
         })?;
         Ok(RevokeApiKeyPayload { api_key })

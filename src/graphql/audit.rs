@@ -78,12 +78,21 @@ impl AuditQuery {
         let (scope, _) = req.require("audit:read").await?;
         let first = page_size(first)?;
         let after = after_id(after.as_deref())?;
-        let mut rows = in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
-            audit::page(conn, after, first + 1).await?
-        ))?;
+        let mut rows = in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(audit::page(
+            conn,
+            after,
+            first + 1
+        )
+        .await?))?;
         let more = rows.len() as i64 > first;
         rows.truncate(first as usize);
-        Ok(connection(rows, more, after.is_some(), |e| e.id.to_string(), EmptyFields))
+        Ok(connection(
+            rows,
+            more,
+            after.is_some(),
+            |e| e.id.to_string(),
+            EmptyFields,
+        ))
     }
 
     /// The tenant's plan and what it uses of it. Needs `billing:read`.

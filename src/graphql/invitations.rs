@@ -27,7 +27,7 @@ impl Invitation {
     }
     /// The role they get on accepting.
     async fn role(&self, ctx: &Context<'_>) -> Result<Option<Role>> {
-        let (scope, _) = ctx.req()?.access().await?;
+        let scope = ctx.req()?.tenant().await?;
         scope
             .loader
             .load_one(RoleKey(self.role_id))
@@ -108,7 +108,9 @@ impl InvitationsQuery {
     async fn invitations(&self, ctx: &Context<'_>) -> Result<Vec<Invitation>> {
         let req = ctx.req()?;
         let (scope, _) = req.require("members:manage").await?;
-        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(invitations::list(conn).await?))?)
+        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
+            invitations::list(conn).await?
+        ))?)
     }
 }
 
@@ -132,7 +134,9 @@ impl InvitationsMutation {
         if !(1..=30).contains(&days) {
             return Err(AppError::bad_input("expiresInDays", "between 1 and 30 days").into());
         }
-        let role_key = input.role.unwrap_or_else(|| roles::builtin::MEMBER.to_owned());
+        let role_key = input
+            .role
+            .unwrap_or_else(|| roles::builtin::MEMBER.to_owned());
         let plan = req.plan(&scope.tenant.plan_code).await?;
         let (invitation, token) = in_tenant!(&req.app.pool, &scope.bind, |conn| {
             let role = roles::find_by_key(conn, &role_key)
@@ -140,7 +144,10 @@ impl InvitationsMutation {
                 .ok_or_else(|| AppError::not_found(Some("role"), "no such role"))?;
             access.require_all(&roles::effective_permissions(conn, role.id).await?)?;
             if users::find_for_login(conn, &email).await?.is_some() {
-                return Err(AppError::conflict("email", "a user with this email already exists"));
+                return Err(AppError::conflict(
+                    "email",
+                    "a user with this email already exists",
+                ));
             }
             users::check_seats(conn, plan.max_seats, true).await?;
             let made = invitations::create(
@@ -151,8 +158,14 @@ impl InvitationsMutation {
                 Duration::days(i64::from(days)),
             )
             .await?;
-            audit::record(conn, access.who(), "invitation.created", Some(("invitation", made.0.id)), &email)
-                .await?;
+            audit::record(
+                conn,
+                access.who(),
+                "invitation.created",
+                Some(("invitation", made.0.id)),
+                &email,
+            )
+            .await?;
             Ok(made)
         })?;
         Ok(InviteUserPayload { invitation, token })
@@ -168,11 +181,17 @@ impl InvitationsMutation {
         let (scope, access) = req.require("members:manage").await?;
         let id = parse_id(&input.id, "id")?;
         let invitation = in_tenant!(&req.app.pool, &scope.bind, |conn| {
-            let inv = invitations::revoke(conn, id)
-                .await?
-                .ok_or_else(|| AppError::not_found(Some("id"), "no open invitation with this id"))?;
-            audit::record(conn, access.who(), "invitation.revoked", Some(("invitation", id)), &inv.email)
-                .await?;
+            let inv = invitations::revoke(conn, id).await?.ok_or_else(|| {
+                AppError::not_found(Some("id"), "no open invitation with this id")
+            })?;
+            audit::record(
+                conn,
+                access.who(),
+                "invitation.revoked",
+                Some(("invitation", id)),
+                &inv.email,
+            )
+            .await?;
             Ok(inv)
         })?;
         Ok(RevokeInvitationPayload { invitation })
@@ -194,9 +213,14 @@ impl InvitationsMutation {
         let hash = auth::hash_password(input.password).await?;
         let ttl = req.app.config.session_ttl();
         let (session, refresh, user) = in_tenant!(&req.app.pool, &scope.bind, |conn| {
-            let inv = invitations::claim(conn, &input.token).await?.ok_or_else(|| {
-                AppError::bad_input("token", "this invitation is invalid, used, revoked or expired")
-            })?;
+            let inv = invitations::claim(conn, &input.token)
+                .await?
+                .ok_or_else(|| {
+                    AppError::bad_input(
+                        "token",
+                        "this invitation is invalid, used, revoked or expired",
+                    )
+                })?;
             users::check_seats(conn, plan.max_seats, false).await?;
             let user = users::insert(
                 conn,
@@ -214,8 +238,14 @@ impl InvitationsMutation {
                 kind: "user",
                 user: Some(user.id),
             };
-            audit::record(conn, who, "invitation.accepted", Some(("invitation", inv.id)), &inv.email)
-                .await?;
+            audit::record(
+                conn,
+                who,
+                "invitation.accepted",
+                Some(("invitation", inv.id)),
+                &inv.email,
+            )
+            .await?;
             let (session, refresh) = sessions::start(conn, user.id, ttl, None).await?;
             Ok((session, refresh, user))
         })?;

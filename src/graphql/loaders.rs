@@ -12,11 +12,11 @@ use uuid::Uuid;
 use crate::db::Pool;
 use crate::db::schema::tenant::tasks as tasks_table;
 use crate::domain::projects::Project;
+use crate::domain::roles::{self, Assignment, Role};
 use crate::domain::tasks::{self, Task};
+use crate::domain::teams::{self, Team};
 use crate::domain::users::{self, User};
 use crate::error::AppError;
-use crate::domain::roles::{self, Assignment, Role};
-use crate::domain::teams::{self, Team};
 use crate::in_tenant;
 use crate::tenancy::conn::TenantBinding;
 
@@ -227,10 +227,7 @@ pub struct TeamChildrenKey(pub Uuid);
 pub struct TeamMembersKey(pub Uuid);
 
 /// Groups `rows` under the keys asked for (every key gets an entry).
-fn group<K, V>(
-    keys: &[K],
-    rows: impl IntoIterator<Item = (K, V)>,
-) -> HashMap<K, Vec<V>>
+fn group<K, V>(keys: &[K], rows: impl IntoIterator<Item = (K, V)>) -> HashMap<K, Vec<V>>
 where
     K: std::hash::Hash + Eq + Copy,
 {

@@ -30,10 +30,13 @@ impl Session {
     async fn expires_at(&self) -> DateTime<Utc> {
         self.expires_at
     }
-    /// Whether this is the session of the request's own token.
+    /// Whether the request's access token belongs to this session (false
+    /// on the sign-in that starts it, which carries no token yet).
     async fn current(&self, ctx: &Context<'_>) -> Result<bool> {
-        let (_, access) = ctx.req()?.access().await?;
-        Ok(access.session == Some(self.id))
+        Ok(match ctx.req()?.access().await {
+            Ok((_, access)) => access.session == Some(self.id),
+            Err(_) => false,
+        })
     }
 }
 
@@ -252,11 +255,17 @@ async fn end(
             access.require_covers_user(conn, session.user_id).await?;
         }
         sessions::revoke(conn, id, reason).await?;
-        audit::record(conn, access.who(), "session.revoked", Some(("session", id)), reason)
-            .await?;
-        Ok(sessions::find(conn, id)
+        audit::record(
+            conn,
+            access.who(),
+            "session.revoked",
+            Some(("session", id)),
+            reason,
+        )
+        .await?;
+        sessions::find(conn, id)
             .await?
-            .ok_or_else(|| AppError::not_found(Some("id"), "no such session"))?)
+            .ok_or_else(|| AppError::not_found(Some("id"), "no such session"))
     })
 }
 
@@ -288,9 +297,7 @@ fn wrong_credentials() -> AppError {
 fn rate_limited(until: DateTime<Utc>) -> AppError {
     let secs = (until - Utc::now()).num_seconds().max(1);
     AppError::RateLimited {
-        message: format!(
-            "too many failed sign-ins for this email; try again in {secs} seconds"
-        ),
+        message: format!("too many failed sign-ins for this email; try again in {secs} seconds"),
         retry_after_secs: secs,
     }
 }

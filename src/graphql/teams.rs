@@ -32,7 +32,11 @@ impl Team {
             return Ok(None);
         };
         let (scope, _) = ctx.req()?.require("members:read").await?;
-        scope.loader.load_one(TeamKey(parent)).await.map_err(load_error)
+        scope
+            .loader
+            .load_one(TeamKey(parent))
+            .await
+            .map_err(load_error)
     }
     /// Its direct sub-teams, by name.
     async fn children(&self, ctx: &Context<'_>) -> Result<Vec<Team>> {
@@ -116,7 +120,9 @@ impl TeamsQuery {
     async fn teams(&self, ctx: &Context<'_>) -> Result<Vec<Team>> {
         let req = ctx.req()?;
         let (scope, _) = req.require("members:read").await?;
-        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(teams::list(conn).await?))?)
+        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
+            teams::list(conn).await?
+        ))?)
     }
 
     /// One team. Needs `members:read`.
@@ -124,7 +130,9 @@ impl TeamsQuery {
         let req = ctx.req()?;
         let (scope, _) = req.require("members:read").await?;
         let id = parse_id(&id, "id")?;
-        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(teams::find(conn, id).await?))?)
+        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
+            teams::find(conn, id).await?
+        ))?)
     }
 }
 
@@ -139,10 +147,20 @@ impl TeamsMutation {
         let req = ctx.req()?;
         let (scope, access) = req.require("teams:manage").await?;
         let name = teams::parse_name(&input.name)?;
-        let parent = input.parent_id.map(|p| parse_id(&p, "parentId")).transpose()?;
+        let parent = input
+            .parent_id
+            .map(|p| parse_id(&p, "parentId"))
+            .transpose()?;
         let team = in_tenant!(&req.app.pool, &scope.bind, |conn| {
             let team = teams::create(conn, &name, parent).await?;
-            audit::record(conn, access.who(), "team.created", Some(("team", team.id)), &name).await?;
+            audit::record(
+                conn,
+                access.who(),
+                "team.created",
+                Some(("team", team.id)),
+                &name,
+            )
+            .await?;
             Ok(team)
         })?;
         Ok(TeamPayload { team })
@@ -161,7 +179,14 @@ impl TeamsMutation {
         };
         let team = in_tenant!(&req.app.pool, &scope.bind, |conn| {
             let team = teams::update(conn, id, name.as_deref(), parent).await?;
-            audit::record(conn, access.who(), "team.updated", Some(("team", id)), &team.name).await?;
+            audit::record(
+                conn,
+                access.who(),
+                "team.updated",
+                Some(("team", id)),
+                &team.name,
+            )
+            .await?;
             Ok(team)
         })?;
         Ok(TeamPayload { team })
@@ -205,7 +230,11 @@ impl TeamsMutation {
     }
 }
 
-async fn change_member(ctx: &Context<'_>, input: TeamMemberInput, add: bool) -> Result<TeamPayload> {
+async fn change_member(
+    ctx: &Context<'_>,
+    input: TeamMemberInput,
+    add: bool,
+) -> Result<TeamPayload> {
     let req = ctx.req()?;
     let (scope, access) = req.require("teams:manage").await?;
     let team_id = parse_id(&input.team_id, "teamId")?;
@@ -217,11 +246,24 @@ async fn change_member(ctx: &Context<'_>, input: TeamMemberInput, add: bool) -> 
         if add {
             teams::add_member(conn, team_id, user_id).await?;
         } else if !teams::remove_member(conn, team_id, user_id).await? {
-            return Err(AppError::not_found(Some("userId"), "the user is not in this team"));
+            return Err(AppError::not_found(
+                Some("userId"),
+                "the user is not in this team",
+            ));
         }
-        let action = if add { "team.member_added" } else { "team.member_removed" };
-        audit::record(conn, access.who(), action, Some(("team", team_id)), &user_id.to_string())
-            .await?;
+        let action = if add {
+            "team.member_added"
+        } else {
+            "team.member_removed"
+        };
+        audit::record(
+            conn,
+            access.who(),
+            action,
+            Some(("team", team_id)),
+            &user_id.to_string(),
+        )
+        .await?;
         Ok(team)
     })?;
     Ok(TeamPayload { team })

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use crate::auth;
 use crate::domain::audit;
 use crate::domain::roles::{self, Assignment};
-use crate::domain::users::{self, User};
 use crate::domain::sessions;
+use crate::domain::users::{self, User};
 use crate::error::AppError;
 use crate::graphql::access::RoleAssignment;
 use crate::graphql::context::{Actor, ContextExt as _};
@@ -40,7 +40,9 @@ impl User {
     }
     /// The roles the user holds, expired ones included (see `expired`).
     async fn roles(&self, ctx: &Context<'_>) -> Result<Vec<RoleAssignment>> {
-        let (scope, _) = ctx.req()?.access().await?;
+        // Who may see a user was settled where the user was reached (a
+        // guarded query, or the user's own sign-in).
+        let scope = ctx.req()?.tenant().await?;
         let found: Vec<Assignment> = scope
             .loader
             .load_one(UserRolesKey(self.id))
@@ -111,7 +113,9 @@ impl UsersQuery {
         let Actor::User(id) = access.actor else {
             return Ok(None);
         };
-        let user = in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(users::find(conn, id).await?))?;
+        let user = in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
+            users::find(conn, id).await?
+        ))?;
         user.map(Some)
             .ok_or_else(|| AppError::Unauthenticated("this user no longer exists".into()).into())
     }
@@ -122,9 +126,7 @@ impl UsersQuery {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-        #[graphql(desc = "Include disabled users (default false).")] include_disabled: Option<
-            bool,
-        >,
+        #[graphql(desc = "Include disabled users (default false).")] include_disabled: Option<bool>,
     ) -> Result<Connection<String, User, UserConnectionFields, EmptyFields>> {
         let req = ctx.req()?;
         let (scope, _) = req.require("members:read").await?;
@@ -152,7 +154,9 @@ impl UsersQuery {
         let req = ctx.req()?;
         let (scope, _) = req.require("members:read").await?;
         let id = parse_id(&id, "id")?;
-        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(users::find(conn, id).await?))?)
+        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
+            users::find(conn, id).await?
+        ))?)
     }
 }
 
@@ -181,7 +185,9 @@ impl UsersMutation {
         let email = users::parse_email(&input.email, "email")?;
         let display_name = users::parse_display_name(&input.display_name, "displayName")?;
         auth::check_new_password(&input.password, "password")?;
-        let role_key = input.role.unwrap_or_else(|| roles::builtin::MEMBER.to_owned());
+        let role_key = input
+            .role
+            .unwrap_or_else(|| roles::builtin::MEMBER.to_owned());
         let plan = req.plan(&scope.tenant.plan_code).await?;
         let hash = auth::hash_password(input.password).await?;
         let user = in_tenant!(&req.app.pool, &scope.bind, |conn| {
@@ -201,8 +207,14 @@ impl UsersMutation {
             )
             .await?;
             roles::assign(conn, user.id, role.id, None, access.who().user).await?;
-            audit::record(conn, access.who(), "user.created", Some(("user", user.id)), &role.key)
-                .await?;
+            audit::record(
+                conn,
+                access.who(),
+                "user.created",
+                Some(("user", user.id)),
+                &role.key,
+            )
+            .await?;
             Ok(user)
         })?;
         Ok(UserPayload { user })
@@ -263,20 +275,33 @@ impl UsersMutation {
         let (scope, access) = req.access().await?;
         let id = access.user()?;
         if access.api_key.is_some() {
-            return Err(AppError::Forbidden("an API key cannot change its owner's password".into()).into());
+            return Err(AppError::Forbidden(
+                "an API key cannot change its owner's password".into(),
+            )
+            .into());
         }
         auth::check_new_password(&input.new_password, "newPassword")?;
         let pool = &req.app.pool;
-        let stored = in_tenant!(pool, &scope.bind, |conn| Ok(users::password_hash(conn, id).await?))?;
+        let stored = in_tenant!(pool, &scope.bind, |conn| Ok(
+            users::password_hash(conn, id).await?
+        ))?;
         if !auth::verify_password(input.current_password, stored).await? {
-            return Err(AppError::bad_input("currentPassword", "the current password is wrong").into());
+            return Err(
+                AppError::bad_input("currentPassword", "the current password is wrong").into(),
+            );
         }
         let hash = auth::hash_password(input.new_password).await?;
         let user = in_tenant!(pool, &scope.bind, |conn| {
             users::set_password(conn, id, &hash).await?;
             sessions::revoke_all(conn, id, access.session, "password changed").await?;
-            audit::record(conn, access.who(), "user.password_changed", Some(("user", id)), "")
-                .await?;
+            audit::record(
+                conn,
+                access.who(),
+                "user.password_changed",
+                Some(("user", id)),
+                "",
+            )
+            .await?;
             Ok(users::find(conn, id).await?)
         })?
         .ok_or_else(|| AppError::not_found(Some("id"), "no such user"))?;
@@ -284,7 +309,11 @@ impl UsersMutation {
     }
 }
 
-async fn set_disabled(ctx: &Context<'_>, input: UserIdInput, disabled: bool) -> Result<UserPayload> {
+async fn set_disabled(
+    ctx: &Context<'_>,
+    input: UserIdInput,
+    disabled: bool,
+) -> Result<UserPayload> {
     let req = ctx.req()?;
     let (scope, access) = req.require("members:manage").await?;
     let id = parse_id(&input.id, "id")?;
@@ -307,7 +336,11 @@ async fn set_disabled(ctx: &Context<'_>, input: UserIdInput, disabled: bool) -> 
         if disabled {
             sessions::revoke_all(conn, id, None, "user disabled").await?;
         }
-        let action = if disabled { "user.disabled" } else { "user.enabled" };
+        let action = if disabled {
+            "user.disabled"
+        } else {
+            "user.enabled"
+        };
         audit::record(conn, access.who(), action, Some(("user", id)), "").await?;
         Ok(user)
     })?;

@@ -94,10 +94,11 @@ pub async fn backfill(conn: &mut AsyncPgConnection) -> anyhow::Result<usize> {
         let role = DbRole::generate(&slug);
         conn.batch_execute("BEGIN").await?;
         let result = async {
-            let updated = diesel::update(tenants::table.find(id).filter(tenants::db_role.is_null()))
-                .set(tenants::db_role.eq(role.as_str()))
-                .execute(conn)
-                .await?;
+            let updated =
+                diesel::update(tenants::table.find(id).filter(tenants::db_role.is_null()))
+                    .set(tenants::db_role.eq(role.as_str()))
+                    .execute(conn)
+                    .await?;
             if updated == 1 {
                 create(conn, &slug, &role).await?;
             }

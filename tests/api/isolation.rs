@@ -367,8 +367,14 @@ async fn tenant_bound_connection_cannot_reach_another_schema_even_by_name() {
         "DROP TABLE tenant_alpha.tasks",
     ] {
         let err = refused(&mut tx, sql).await;
-        assert!(err.contains("permission denied") || err.contains("must be owner"), "{sql}: {err}");
-        tx.conn().batch_execute("ROLLBACK TO SAVEPOINT s").await.unwrap();
+        assert!(
+            err.contains("permission denied") || err.contains("must be owner"),
+            "{sql}: {err}"
+        );
+        tx.conn()
+            .batch_execute("ROLLBACK TO SAVEPOINT s")
+            .await
+            .unwrap();
     }
     tx.finish(Ok(())).await.unwrap();
     let mut db = app.db().await;
@@ -396,10 +402,22 @@ async fn every_tenant_gets_its_own_role_with_rights_on_its_own_schema_only() {
              AND has_schema_privilege('{role}', oid, 'USAGE')"
         )
     };
-    assert_eq!(count(&mut db, &rights(a.role.as_str(), "tenant_alpha")).await, 1);
-    assert_eq!(count(&mut db, &rights(a.role.as_str(), "tenant_beta")).await, 0);
-    assert_eq!(count(&mut db, &rights(a.role.as_str(), "management")).await, 0);
-    assert_eq!(count(&mut db, &rights(b.role.as_str(), "tenant_alpha")).await, 0);
+    assert_eq!(
+        count(&mut db, &rights(a.role.as_str(), "tenant_alpha")).await,
+        1
+    );
+    assert_eq!(
+        count(&mut db, &rights(a.role.as_str(), "tenant_beta")).await,
+        0
+    );
+    assert_eq!(
+        count(&mut db, &rights(a.role.as_str(), "management")).await,
+        0
+    );
+    assert_eq!(
+        count(&mut db, &rights(b.role.as_str(), "tenant_alpha")).await,
+        0
+    );
     // The role cannot log in by itself.
     assert_eq!(
         count(

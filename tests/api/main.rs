@@ -2,9 +2,12 @@
 
 mod common;
 
+mod access;
 mod embedded;
 mod http;
 mod isolation;
+mod members;
 mod projects;
 mod provisioning;
+mod sessions;
 mod sign_in;

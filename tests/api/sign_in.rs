@@ -11,7 +11,10 @@ async fn login_returns_a_token_me_uses() {
     let me = app
         .gql()
         .token(&token)
-        .send("{ me { email roles { role { key } } displayName } }", json!({}))
+        .send(
+            "{ me { email roles { role { key } } displayName } }",
+            json!({}),
+        )
         .await;
     assert_eq!(me["data"]["me"]["email"], "owner@acme.test");
     assert_eq!(me["data"]["me"]["roles"][0]["role"]["key"], "owner");

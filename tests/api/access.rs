@@ -1,0 +1,525 @@
+//! Roles, permissions and API keys: who may do what inside a tenant.
+
+use diesel_async::SimpleAsyncConnection;
+use serde_json::{Value, json};
+
+use crate::common::{TestApp, code};
+
+const MY_PERMISSIONS: &str = "{ myPermissions }";
+const CREATE_PROJECT: &str =
+    "mutation($n: String!) { createProject(input: {name: $n}) { project { id } } }";
+const PROJECTS: &str = "{ projects(first: 10) { totalCount } }";
+
+fn permissions(body: &Value) -> Vec<String> {
+    body["data"]["myPermissions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The id of the role with `key`.
+async fn role_id(app: &TestApp, token: &str, key: &str) -> String {
+    let body = app
+        .gql()
+        .token(token)
+        .send("{ roles { id key } }", json!({}))
+        .await;
+    body["data"]["roles"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .find(|r| r["key"] == key)
+        .unwrap_or_else(|| panic!("no role {key}: {body}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn assign(app: &TestApp, token: &str, user: &str, role: &str, expires: Value) -> Value {
+    app.gql()
+        .token(token)
+        .send(
+            "mutation($i: AssignRoleInput!) { assignRole(input: $i) { user { id roles { role { key } expired } } } }",
+            json!({ "i": { "userId": user, "roleId": role, "expiresAt": expires } }),
+        )
+        .await
+}
+
+async fn unassign(app: &TestApp, token: &str, user: &str, role: &str) -> Value {
+    app.gql()
+        .token(token)
+        .send(
+            "mutation($i: UnassignRoleInput!) { unassignRole(input: $i) { user { id } } }",
+            json!({ "i": { "userId": user, "roleId": role } }),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn the_owner_holds_the_whole_catalogue_and_each_role_its_share() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant_with_owner("acme", "enterprise").await;
+    let catalogue = app
+        .gql()
+        .token(&owner)
+        .send("{ permissions { name description } }", json!({}))
+        .await;
+    let mut all: Vec<String> = catalogue["data"]["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    all.sort();
+    let mine = permissions(
+        &app.gql()
+            .token(&owner)
+            .send(MY_PERMISSIONS, json!({}))
+            .await,
+    );
+    assert_eq!(mine, all, "the owner has every permission");
+
+    let viewer = app.member(&owner, "acme", "vera", "viewer").await;
+    assert_eq!(
+        permissions(
+            &app.gql()
+                .token(&viewer.token)
+                .send(MY_PERMISSIONS, json!({}))
+                .await
+        ),
+        vec!["members:read", "projects:read", "tasks:read"]
+    );
+    let admin = app.member(&owner, "acme", "ada", "admin").await;
+    let admin_perms = permissions(
+        &app.gql()
+            .token(&admin.token)
+            .send(MY_PERMISSIONS, json!({}))
+            .await,
+    );
+    assert!(admin_perms.contains(&"members:manage".to_owned()));
+    assert!(
+        !admin_perms.contains(&"billing:read".to_owned()),
+        "{admin_perms:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_viewer_reads_but_cannot_write() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant_with_owner("acme", "enterprise").await;
+    app.create_project(&owner, "existing").await;
+    let viewer = app.member(&owner, "acme", "vera", "viewer").await;
+    let read = app
+        .gql()
+        .token(&viewer.token)
+        .send(PROJECTS, json!({}))
+        .await;
+    assert_eq!(read["data"]["projects"]["totalCount"], 1, "{read}");
+    let write = app
+        .gql()
+        .token(&viewer.token)
+        .send(CREATE_PROJECT, json!({ "n": "sneaky" }))
+        .await;
+    assert_eq!(code(&write), "FORBIDDEN", "{write}");
+    let manage = app
+        .gql()
+        .token(&viewer.token)
+        .send(
+            "mutation($i: CreateUserInput!) { createUser(input: $i) { user { id } } }",
+            json!({ "i": { "email": "x@acme.test", "displayName": "X", "password": "password-123" } }),
+        )
+        .await;
+    assert_eq!(code(&manage), "FORBIDDEN");
+    let after = app.gql().token(&owner).send(PROJECTS, json!({})).await;
+    assert_eq!(
+        after["data"]["projects"]["totalCount"], 1,
+        "nothing written"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_role_assignment_stops_granting() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant_with_owner("acme", "enterprise").await;
+    let vera = app.member(&owner, "acme", "vera", "viewer").await;
+    let member = role_id(&app, &owner, "member").await;
+    let in_an_hour = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let body = assign(&app, &owner, &vera.user_id, &member, json!(in_an_hour)).await;
+    assert!(body["errors"].is_null(), "{body}");
+    let write = app
+        .gql()
+        .token(&vera.token)
+        .send(CREATE_PROJECT, json!({ "n": "ok" }))
+        .await;
+    assert!(write["errors"].is_null(), "granted while it lasts: {write}");
+    // Time passes: the assignment's end moves into the past.
+    let mut db = app.db().await;
+    db.batch_execute(
+        "UPDATE tenant_acme.role_assignments SET expires_at = now() - interval '1 second' \
+         WHERE expires_at IS NOT NULL",
+    )
+    .await
+    .unwrap();
+    let write = app
+        .gql()
+        .token(&vera.token)
+        .send(CREATE_PROJECT, json!({ "n": "late" }))
+        .await;
+    assert_eq!(code(&write), "FORBIDDEN", "{write}");
+    let me = app
+        .gql()
+        .token(&vera.token)
+        .send("{ me { roles { role { key } expired } } }", json!({}))
+        .await;
+    let roles = me["data"]["me"]["roles"].as_array().unwrap();
+    assert!(
+        roles
+            .iter()
+            .any(|r| r["role"]["key"] == "member" && r["expired"] == true),
+        "{me}"
+    );
+    // A time in the past is refused outright.
+    let past = assign(
+        &app,
+        &owner,
+        &vera.user_id,
+        &member,
+        json!("2020-01-01T00:00:00Z"),
+    )
+    .await;
+    assert_eq!(code(&past), "BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn custom_roles_inherit_and_cannot_exceed_their_maker() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant_with_owner("acme", "enterprise").await;
+    let viewer = role_id(&app, &owner, "viewer").await;
+    let create = |token: String, key: &'static str, parent: Option<String>, perms: Value| {
+        let app = &app;
+        async move {
+            app.gql()
+                .token(&token)
+                .send(
+                    "mutation($i: CreateRoleInput!) { createRole(input: $i) { role { id key effectivePermissions parent { key } } } }",
+                    json!({ "i": { "key": key, "name": key, "parentId": parent, "permissions": perms } }),
+                )
+                .await
+        }
+    };
+    let auditor = create(
+        owner.clone(),
+        "auditor",
+        Some(viewer.clone()),
+        json!(["audit:read"]),
+    )
+    .await;
+    assert!(auditor["errors"].is_null(), "{auditor}");
+    let role = &auditor["data"]["createRole"]["role"];
+    assert_eq!(role["parent"]["key"], "viewer");
+    assert_eq!(
+        role["effectivePermissions"],
+        json!(["audit:read", "members:read", "projects:read", "tasks:read"])
+    );
+    let auditor_id = role["id"].as_str().unwrap().to_owned();
+    let pat = app.member(&owner, "acme", "pat", "viewer").await;
+    let body = assign(&app, &owner, &pat.user_id, &auditor_id, Value::Null).await;
+    assert!(body["errors"].is_null(), "{body}");
+    let perms = permissions(
+        &app.gql()
+            .token(&pat.token)
+            .send(MY_PERMISSIONS, json!({}))
+            .await,
+    );
+    assert!(perms.contains(&"audit:read".to_owned()), "{perms:?}");
+    let events = app
+        .gql()
+        .token(&pat.token)
+        .send(
+            "{ auditEvents(first: 50) { edges { node { action actorKind } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        events["errors"].is_null(),
+        "the inherited role reads the audit trail: {events}"
+    );
+
+    // An admin (no billing:read) can neither make a role granting more than
+    // they have nor hand out the owner role.
+    let ada = app.member(&owner, "acme", "ada", "admin").await;
+    let greedy = create(ada.token.clone(), "greedy", None, json!(["billing:read"])).await;
+    assert_eq!(code(&greedy), "FORBIDDEN", "{greedy}");
+    let owner_role = role_id(&app, &owner, "owner").await;
+    let escalate = assign(&app, &ada.token, &ada.user_id, &owner_role, Value::Null).await;
+    assert_eq!(code(&escalate), "FORBIDDEN", "{escalate}");
+    // Unknown permissions, taken keys and cycles are refused.
+    let unknown = create(owner.clone(), "odd", None, json!(["rockets:launch"])).await;
+    assert_eq!(code(&unknown), "BAD_USER_INPUT");
+    let taken = create(owner.clone(), "auditor", None, json!([])).await;
+    assert_eq!(code(&taken), "CONFLICT");
+    let child = create(owner.clone(), "junior", Some(auditor_id.clone()), json!([])).await;
+    let child_id = child["data"]["createRole"]["role"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cycle = app
+        .gql()
+        .token(&owner)
+        .send(
+            "mutation($i: UpdateRoleInput!) { updateRole(input: $i) { role { id } } }",
+            json!({ "i": { "id": auditor_id, "name": "auditor", "parentId": child_id, "permissions": [] } }),
+        )
+        .await;
+    assert_eq!(code(&cycle), "BAD_USER_INPUT", "{cycle}");
+    let builtin = app
+        .gql()
+        .token(&owner)
+        .send(
+            "mutation($i: UpdateRoleInput!) { updateRole(input: $i) { role { id } } }",
+            json!({ "i": { "id": viewer, "name": "viewer", "permissions": ["billing:read"] } }),
+        )
+        .await;
+    assert_eq!(
+        code(&builtin),
+        "BAD_USER_INPUT",
+        "built-in roles stay as seeded"
+    );
+    let in_use = app
+        .gql()
+        .token(&owner)
+        .send(
+            "mutation($i: DeleteRoleInput!) { deleteRole(input: $i) { deletedRoleId } }",
+            json!({ "i": { "id": auditor_id } }),
+        )
+        .await;
+    assert_eq!(code(&in_use), "CONFLICT", "held and inherited: {in_use}");
+}
+
+#[tokio::test]
+async fn the_last_owner_cannot_be_removed_demoted_or_disabled() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant_with_owner("acme", "enterprise").await;
+    let me = app
+        .gql()
+        .token(&owner)
+        .send("{ me { id } }", json!({}))
+        .await;
+    let owner_id = me["data"]["me"]["id"].as_str().unwrap().to_owned();
+    let owner_role = role_id(&app, &owner, "owner").await;
+    let demote = unassign(&app, &owner, &owner_id, &owner_role).await;
+    assert_eq!(code(&demote), "CONFLICT", "{demote}");
+    let expire = assign(
+        &app,
+        &owner,
+        &owner_id,
+        &owner_role,
+        json!((chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339()),
+    )
+    .await;
+    assert_eq!(
+        code(&expire),
+        "CONFLICT",
+        "an end date on the last owner: {expire}"
+    );
+    let disable = app
+        .gql()
+        .token(&owner)
+        .send(
+            "mutation($i: UserIdInput!) { disableUser(input: $i) { user { id } } }",
+            json!({ "i": { "id": owner_id } }),
+        )
+        .await;
+    assert_eq!(code(&disable), "CONFLICT", "{disable}");
+
+    // With two owners, two demotions at once: exactly one goes through.
+    let second = app.member(&owner, "acme", "sam", "owner").await;
+    let (a, b) = futures::future::join(
+        unassign(&app, &owner, &owner_id, &owner_role),
+        unassign(&app, &second.token, &second.user_id, &owner_role),
+    )
+    .await;
+    let codes = [code(&a), code(&b)];
+    assert_eq!(
+        codes.iter().filter(|c| c.is_empty()).count(),
+        1,
+        "one demotion succeeds, one is refused: {a} {b}"
+    );
+    assert!(
+        codes.contains(&"CONFLICT") || codes.contains(&"FORBIDDEN"),
+        "{codes:?}"
+    );
+    let mut db = app.db().await;
+    let owners = crate::common::count(
+        &mut db,
+        "SELECT count(*) AS n FROM tenant_acme.role_assignments a \
+         JOIN tenant_acme.roles r ON r.id = a.role_id WHERE r.key = 'owner'",
+    )
+    .await;
+    assert_eq!(owners, 1);
+}
+
+async fn create_key(app: &TestApp, token: &str, perms: Value) -> Value {
+    app.gql()
+        .token(token)
+        .send(
+            "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret apiKey { id prefix permissions } } }",
+            json!({ "i": { "name": "ci", "permissions": perms } }),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn an_api_key_acts_as_its_owner_within_its_permissions() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant_with_owner("acme", "enterprise").await;
+    app.create_project(&owner, "p").await;
+    let made = create_key(&app, &owner, json!(["projects:read"])).await;
+    let secret = made["data"]["createApiKey"]["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{made}"))
+        .to_owned();
+    let prefix = made["data"]["createApiKey"]["apiKey"]["prefix"]
+        .as_str()
+        .unwrap();
+    assert!(
+        secret.starts_with(prefix) && secret.starts_with("sk.acme."),
+        "{secret} {prefix}"
+    );
+    // The key names its tenant: no X-Tenant needed.
+    let read = app.gql().token(&secret).send(PROJECTS, json!({})).await;
+    assert_eq!(read["data"]["projects"]["totalCount"], 1, "{read}");
+    let me = app
+        .gql()
+        .token(&secret)
+        .send("{ me { email } }", json!({}))
+        .await;
+    assert_eq!(me["data"]["me"]["email"], "owner@acme.test");
+    let write = app
+        .gql()
+        .token(&secret)
+        .send(CREATE_PROJECT, json!({ "n": "x" }))
+        .await;
+    assert_eq!(code(&write), "FORBIDDEN", "beyond the key: {write}");
+    // Only its hash is stored.
+    let mut db = app.db().await;
+    let stored = crate::common::count(
+        &mut db,
+        &format!(
+            "SELECT count(*) AS n FROM tenant_acme.api_keys WHERE position('{}' in encode(secret_hash, 'escape')) > 0",
+            secret.rsplit('.').next().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(stored, 0);
+    // A tampered secret, another tenant, the admin API: all refused.
+    let tampered = format!("{}x", secret);
+    let bad = app.gql().token(&tampered).send(PROJECTS, json!({})).await;
+    assert_eq!(code(&bad), "UNAUTHENTICATED");
+    app.tenant_with_owner("globex", "enterprise").await;
+    let elsewhere = app
+        .gql()
+        .token(&secret)
+        .tenant("globex")
+        .send(PROJECTS, json!({}))
+        .await;
+    assert_eq!(code(&elsewhere), "TENANT_MISMATCH", "{elsewhere}");
+    let admin_op = app
+        .gql()
+        .token(&secret)
+        .send("{ tenants(first: 5) { totalCount } }", json!({}))
+        .await;
+    assert_eq!(code(&admin_op), "FORBIDDEN");
+}
+
+#[tokio::test]
+async fn an_api_key_never_exceeds_its_owner_and_revocation_is_immediate() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant_with_owner("acme", "enterprise").await;
+    let mia = app.member(&owner, "acme", "mia", "member").await;
+    let too_much = create_key(&app, &mia.token, json!(["members:manage"])).await;
+    assert_eq!(code(&too_much), "FORBIDDEN", "{too_much}");
+    let made = create_key(&app, &mia.token, json!(["projects:read", "projects:write"])).await;
+    let secret = made["data"]["createApiKey"]["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{made}"))
+        .to_owned();
+    let key_id = made["data"]["createApiKey"]["apiKey"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let write = app
+        .gql()
+        .token(&secret)
+        .send(CREATE_PROJECT, json!({ "n": "by key" }))
+        .await;
+    assert!(write["errors"].is_null(), "{write}");
+    // Mia is demoted to viewer: her key loses what she lost, at once.
+    let member = role_id(&app, &owner, "member").await;
+    let viewer = role_id(&app, &owner, "viewer").await;
+    assert!(assign(&app, &owner, &mia.user_id, &viewer, Value::Null).await["errors"].is_null());
+    assert!(unassign(&app, &owner, &mia.user_id, &member).await["errors"].is_null());
+    let write = app
+        .gql()
+        .token(&secret)
+        .send(CREATE_PROJECT, json!({ "n": "demoted" }))
+        .await;
+    assert_eq!(code(&write), "FORBIDDEN", "{write}");
+    let perms = permissions(
+        &app.gql()
+            .token(&secret)
+            .send(MY_PERMISSIONS, json!({}))
+            .await,
+    );
+    assert_eq!(perms, vec!["projects:read"]);
+    // Revoked: the very next request fails.
+    let revoke = app
+        .gql()
+        .token(&mia.token)
+        .send(
+            "mutation($i: RevokeApiKeyInput!) { revokeApiKey(input: $i) { apiKey { revokedAt } } }",
+            json!({ "i": { "id": key_id } }),
+        )
+        .await;
+    assert!(revoke["errors"].is_null(), "{revoke}");
+    let read = app.gql().token(&secret).send(PROJECTS, json!({})).await;
+    assert_eq!(code(&read), "UNAUTHENTICATED", "{read}");
+    // Listing shows the key, never its secret.
+    let list = app
+        .gql()
+        .token(&mia.token)
+        .send("{ apiKeys { id name prefix revokedAt } }", json!({}))
+        .await;
+    assert_eq!(list["data"]["apiKeys"].as_array().unwrap().len(), 1);
+    assert!(
+        !list
+            .to_string()
+            .contains(secret.rsplit('.').next().unwrap())
+    );
+}
+
+#[tokio::test]
+async fn platform_operations_refuse_tenant_credentials() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant_with_owner("acme", "enterprise").await;
+    for op in [
+        "{ tenants(first: 5) { totalCount } }",
+        "{ plans { code } }",
+        "{ tenant(slug: \"acme\") { id } }",
+    ] {
+        let body = app.gql().token(&owner).send(op, json!({})).await;
+        assert_eq!(code(&body), "FORBIDDEN", "{op}: {body}");
+    }
+    let create = app
+        .gql()
+        .token(&owner)
+        .send(
+            crate::common::CREATE_TENANT,
+            json!({ "input": { "slug": "evil", "name": "Evil", "plan": "free",
+                "owner": { "email": "a@evil.test", "password": "password-123", "displayName": "E" } } }),
+        )
+        .await;
+    assert_eq!(code(&create), "FORBIDDEN");
+}
