@@ -125,8 +125,10 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("provisioning: {e:?}"))?;
         let schema = format!("\"{}\"", made.tenant.schema_name);
         let role = made.tenant.db_role.clone().unwrap_or_default();
-        conn.batch_execute(&format!("SET search_path TO {schema}; {SEED} RESET search_path"))
-            .await?;
+        conn.batch_execute(&format!(
+            "SET search_path TO {schema}; {SEED} RESET search_path"
+        ))
+        .await?;
         #[derive(diesel::QueryableByName)]
         struct Ids {
             #[diesel(sql_type = diesel::sql_types::Text)]
@@ -153,7 +155,9 @@ async fn main() -> anyhow::Result<()> {
         write("role", format!("BEGIN;\n{with_role};\n{R1}\nCOMMIT;\n"))?;
         write(
             "access",
-            format!("BEGIN;\n{with_role};\n{access}\nCOMMIT;\nBEGIN;\n{with_role};\n{R1}\nCOMMIT;\n"),
+            format!(
+                "BEGIN;\n{with_role};\n{access}\nCOMMIT;\nBEGIN;\n{with_role};\n{R1}\nCOMMIT;\n"
+            ),
         )?;
     }
     drop(conn);
@@ -180,7 +184,10 @@ async fn main() -> anyhow::Result<()> {
         .map(|(tps, lat)| (median(tps), median(lat)))
         .collect();
     for ((_, label), (tps, lat)) in kinds.iter().zip(&medians) {
-        writeln!(report, "  {label:<18} {tps:>8.0} tps  {lat:>6.3} ms mean latency")?;
+        writeln!(
+            report,
+            "  {label:<18} {tps:>8.0} tps  {lat:>6.3} ms mean latency"
+        )?;
     }
     let per_tx_us = |tps: f64| 1e6 * 8.0 / tps;
     writeln!(

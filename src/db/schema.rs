@@ -183,7 +183,7 @@ pub mod tenant {
         invitations (id) {
             id -> Uuid,
             email -> Text,
-            role_id -> Uuid,
+            role_id -> Nullable<Uuid>,
             token_hash -> Bytea,
             invited_by -> Nullable<Uuid>,
             created_at -> Timestamptz,

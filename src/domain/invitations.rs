@@ -18,7 +18,8 @@ pub const DEFAULT_DAYS: i64 = 7;
 pub struct Invitation {
     pub id: Uuid,
     pub email: String,
-    pub role_id: Uuid,
+    /// `None` once the role was deleted (after the invitation closed).
+    pub role_id: Option<Uuid>,
     pub invited_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,

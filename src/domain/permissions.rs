@@ -87,12 +87,22 @@ impl FromIterator<String> for PermissionSet {
 }
 
 /// The recursive part every "effective permissions" query shares: the roles
-/// user `$1` holds now, and their ancestors. `UNION` (not `UNION ALL`) ends
-/// the walk even if a cycle were ever stored.
-const GRANTED_ROLES: &str = "granted (id, parent_id) AS ( \
-        SELECT r.id, r.parent_id FROM role_assignments a JOIN roles r ON r.id = a.role_id \
+/// user `$1` holds now, and their ancestors, each marked permanent when it
+/// comes from an assignment without an end date. `UNION` (not `UNION ALL`)
+/// ends the walk even if a cycle were ever stored.
+const GRANTED_ROLES: &str = "granted (id, parent_id, permanent) AS ( \
+        SELECT r.id, r.parent_id, a.expires_at IS NULL \
+        FROM role_assignments a JOIN roles r ON r.id = a.role_id \
         WHERE a.user_id = $1 AND (a.expires_at IS NULL OR a.expires_at > now()) \
-        UNION SELECT r.id, r.parent_id FROM roles r JOIN granted g ON r.id = g.parent_id)";
+        UNION SELECT r.id, r.parent_id, g.permanent FROM roles r JOIN granted g ON r.id = g.parent_id)";
+
+/// Selects the `permissions` (all granted now) and `permanent` (granted by
+/// assignments without an end date) arrays from `granted`.
+const PERMISSION_ARRAYS: &str = "\
+    ARRAY(SELECT DISTINCT p.permission FROM role_permissions p \
+          JOIN granted g ON g.id = p.role_id) AS permissions, \
+    ARRAY(SELECT DISTINCT p.permission FROM role_permissions p \
+          JOIN granted g ON g.id = p.role_id WHERE g.permanent) AS permanent";
 
 /// What a signed-in user's request may do, checked on its first use.
 #[derive(Debug, Clone)]
@@ -103,6 +113,8 @@ pub struct UserAccess {
     pub session_live: bool,
     /// Effective permissions now.
     pub permissions: PermissionSet,
+    /// The part of them that does not expire.
+    pub permanent: PermissionSet,
 }
 
 /// Loads a user's status, their session's and their permissions in one query.
@@ -119,14 +131,15 @@ pub async fn for_session(
         live: bool,
         #[diesel(sql_type = Array<Text>)]
         permissions: Vec<String>,
+        #[diesel(sql_type = Array<Text>)]
+        permanent: Vec<String>,
     }
     let row: Row = diesel::sql_query(format!(
         "WITH RECURSIVE {GRANTED_ROLES} SELECT \
            EXISTS (SELECT 1 FROM users WHERE id = $1 AND disabled_at IS NULL) AS enabled, \
            EXISTS (SELECT 1 FROM sessions WHERE id = $2 AND user_id = $1 \
                    AND revoked_at IS NULL AND expires_at > now()) AS live, \
-           ARRAY(SELECT DISTINCT p.permission FROM role_permissions p \
-                 JOIN granted g ON g.id = p.role_id) AS permissions"
+           {PERMISSION_ARRAYS}"
     ))
     .bind::<SqlUuid, _>(user)
     .bind::<SqlUuid, _>(session)
@@ -136,10 +149,12 @@ pub async fn for_session(
         enabled: row.enabled,
         session_live: row.live,
         permissions: row.permissions.into_iter().collect(),
+        permanent: row.permanent.into_iter().collect(),
     })
 }
 
-/// A user's effective permissions now (empty for a disabled user).
+/// A user's effective permissions now, whether or not the user is disabled
+/// (so a disabled owner still counts as an owner when someone would act on them).
 pub async fn of_user(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<PermissionSet> {
     #[derive(diesel::QueryableByName)]
     struct Row {
@@ -148,8 +163,7 @@ pub async fn of_user(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<Pe
     }
     let rows: Vec<Row> = diesel::sql_query(format!(
         "WITH RECURSIVE {GRANTED_ROLES} SELECT DISTINCT p.permission FROM role_permissions p \
-         JOIN granted g ON g.id = p.role_id \
-         WHERE EXISTS (SELECT 1 FROM users WHERE id = $1 AND disabled_at IS NULL)"
+         JOIN granted g ON g.id = p.role_id"
     ))
     .bind::<SqlUuid, _>(user)
     .load(conn)
@@ -169,6 +183,8 @@ pub struct KeyAccess {
     pub owner_enabled: bool,
     /// What the key was given, intersected with what its owner has now.
     pub permissions: PermissionSet,
+    /// The part of that its owner holds without an end date.
+    pub permanent: PermissionSet,
 }
 
 /// Loads the key with `prefix` and everything needed to judge it, in one query.
@@ -192,6 +208,8 @@ pub async fn for_api_key(
         enabled: bool,
         #[diesel(sql_type = Nullable<Array<Text>>)]
         owner_permissions: Option<Vec<String>>,
+        #[diesel(sql_type = Nullable<Array<Text>>)]
+        owner_permanent: Option<Vec<String>>,
     }
     // `$1` in GRANTED_ROLES is the owner: found by a scalar subquery first.
     let row: Option<Row> = diesel::sql_query(format!(
@@ -202,7 +220,9 @@ pub async fn for_api_key(
            (k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())) AS live, \
            EXISTS (SELECT 1 FROM users u WHERE u.id = k.user_id AND u.disabled_at IS NULL) AS enabled, \
            ARRAY(SELECT DISTINCT p.permission FROM role_permissions p \
-                 JOIN granted g ON g.id = p.role_id) AS owner_permissions \
+                 JOIN granted g ON g.id = p.role_id) AS owner_permissions, \
+           ARRAY(SELECT DISTINCT p.permission FROM role_permissions p \
+                 JOIN granted g ON g.id = p.role_id WHERE g.permanent) AS owner_permanent \
          FROM k",
         GRANTED_ROLES.replace("$1", "(SELECT id FROM owner)")
     ))
@@ -218,7 +238,10 @@ pub async fn for_api_key(
             .unwrap_or_default()
             .into_iter()
             .collect();
+        let owner_permanent: PermissionSet =
+            r.owner_permanent.unwrap_or_default().into_iter().collect();
         KeyAccess {
+            permanent: given.intersect(&owner_permanent),
             key_id: r.id,
             owner: r.user_id,
             secret_hash: r.secret_hash,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Text, Uuid as SqlUuid};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection as _};
 use uuid::Uuid;
 
 use crate::db::schema::tenant::{role_assignments, role_permissions, roles, users};
@@ -117,6 +117,32 @@ pub async fn effective_permissions(
     Ok(rows.into_iter().map(|r| r.permission).collect())
 }
 
+/// Every permission of `role_id` and of every role that inherits from it,
+/// each with its own ancestors: what changing or deleting `role_id` touches.
+pub async fn permissions_affected_by(
+    conn: &mut AsyncPgConnection,
+    role_id: Uuid,
+) -> QueryResult<PermissionSet> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        permission: String,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "WITH RECURSIVE down (id) AS ( \
+           SELECT id FROM roles WHERE id = $1 \
+           UNION SELECT r.id FROM roles r JOIN down d ON r.parent_id = d.id), \
+         up (id, parent_id) AS ( \
+           SELECT id, parent_id FROM roles WHERE id IN (SELECT id FROM down) \
+           UNION SELECT r.id, r.parent_id FROM roles r JOIN up u ON r.id = u.parent_id) \
+         SELECT DISTINCT p.permission FROM role_permissions p JOIN up u ON u.id = p.role_id",
+    )
+    .bind::<SqlUuid, _>(role_id)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.permission).collect())
+}
+
 /// Whether `ancestor` is `role` or one of its ancestors.
 async fn is_ancestor_or_self(
     conn: &mut AsyncPgConnection,
@@ -207,6 +233,10 @@ pub async fn update(
             "built-in roles cannot be changed; make a custom role that inherits from it",
         ));
     }
+    // Two re-parentings at once could each pass the check and together
+    // make a cycle: they take turns.
+    conn.batch_execute("LOCK TABLE roles IN SHARE ROW EXCLUSIVE MODE")
+        .await?;
     if let Some(parent) = fields.parent_id
         && is_ancestor_or_self(conn, id, parent).await?
     {
@@ -254,8 +284,8 @@ async fn set_permissions(
         .map(drop)
 }
 
-/// Deletes a custom role that nobody holds, no invitation offers and no
-/// role inherits from.
+/// Deletes a custom role that nobody holds, no open invitation offers and
+/// no role inherits from.
 pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<()> {
     let role = find(conn, id)
         .await?
@@ -276,12 +306,23 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<()> {
         .count()
         .get_result(conn)
         .await?;
-    if held > 0 || children > 0 {
+    let offered: i64 = {
+        use crate::db::schema::tenant::invitations as i;
+        i::table
+            .filter(i::role_id.eq(id))
+            .filter(i::accepted_at.is_null())
+            .filter(i::revoked_at.is_null())
+            .filter(i::expires_at.gt(Utc::now()))
+            .count()
+            .get_result(conn)
+            .await?
+    };
+    if held > 0 || children > 0 || offered > 0 {
         return Err(AppError::conflict(
             "id",
             format!(
-                "the role is held by {held} user(s) and inherited by {children} role(s); \
-                 unassign and re-parent them first"
+                "the role is held by {held} user(s), inherited by {children} role(s) and offered \
+                 by {offered} open invitation(s); unassign, re-parent or revoke them first"
             ),
         ));
     }

@@ -107,6 +107,17 @@ pub async fn refresh(conn: &mut AsyncPgConnection, raw: &str) -> QueryResult<Ref
     }
     if used_at.is_some() {
         revoke(conn, session.id, "refresh token reused").await?;
+        crate::domain::audit::record(
+            conn,
+            crate::domain::audit::Who {
+                kind: "anonymous",
+                user: None,
+            },
+            "session.revoked",
+            Some(("session", session.id)),
+            "refresh token reused",
+        )
+        .await?;
         return Ok(Refreshed::Reused);
     }
     let disabled: bool = users::table
@@ -197,7 +208,7 @@ pub async fn live_of(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<Ve
 /// How sign-in attempts for one email are throttled.
 #[derive(Debug, Clone, Copy)]
 pub struct Throttle {
-    /// Failures answered without delay.
+    /// Failed attempts answered without delay.
     pub free_failures: i32,
     /// Added delay per failure beyond those, capped at `max_delay`.
     pub step: std::time::Duration,
@@ -217,28 +228,25 @@ impl Throttle {
     }
 }
 
-/// Until when sign-in for `email` is refused, if it is.
-pub async fn locked_until(
-    conn: &mut AsyncPgConnection,
-    email: &str,
-) -> QueryResult<Option<DateTime<Utc>>> {
-    let until: Option<Option<DateTime<Utc>>> = login_attempts::table
-        .find(email.to_lowercase())
-        .select(login_attempts::locked_until)
-        .first(conn)
-        .await
-        .optional()?;
-    Ok(until.flatten().filter(|t| *t > Utc::now()))
+/// What an attempt to sign in may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Check the password; this is attempt number `n` in a row.
+    Allowed(i32),
+    /// Refused until then.
+    Locked(DateTime<Utc>),
 }
 
-/// Records a failed sign-in; returns the failures in a row and whether the
-/// email is now locked. A failure long after the last one starts the count
-/// again.
-pub async fn record_failure(
+/// Counts a sign-in attempt for `email` *before* its password is checked,
+/// so parallel guesses cannot outrun the lock: at most `lock_after`
+/// attempts in a row get a password check, then the email is locked. A
+/// success ([`succeed`]) forgets the count; an attempt long after the last
+/// one, or after a lock ran out, starts it again.
+pub async fn begin_attempt(
     conn: &mut AsyncPgConnection,
     email: &str,
     throttle: &Throttle,
-) -> QueryResult<(i32, Option<DateTime<Utc>>)> {
+) -> QueryResult<Attempt> {
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(sql_type = diesel::sql_types::Int4)]
@@ -246,37 +254,67 @@ pub async fn record_failure(
         #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
         locked_until: Option<DateTime<Utc>>,
     }
-    let lock_secs = throttle.lock_for.num_seconds() as f64;
+    let email = email.to_lowercase();
     let row: Row = diesel::sql_query(
         "INSERT INTO login_attempts AS a (email, failures, last_failure_at) VALUES ($1, 1, now()) \
          ON CONFLICT (email) DO UPDATE SET \
-           failures = CASE WHEN a.last_failure_at < now() - make_interval(secs => $2) \
-                             OR a.locked_until <= now() THEN 1 ELSE a.failures + 1 END, \
-           last_failure_at = now(), \
+           failures = CASE WHEN a.locked_until > now() THEN a.failures \
+                           WHEN a.locked_until IS NOT NULL \
+                             OR a.last_failure_at < now() - make_interval(secs => $2) THEN 1 \
+                           ELSE a.failures + 1 END, \
+           last_failure_at = CASE WHEN a.locked_until > now() THEN a.last_failure_at ELSE now() END, \
            locked_until = CASE WHEN a.locked_until > now() THEN a.locked_until ELSE NULL END \
          RETURNING failures, locked_until",
     )
-    .bind::<diesel::sql_types::Text, _>(email.to_lowercase())
-    .bind::<diesel::sql_types::Double, _>(lock_secs)
+    .bind::<diesel::sql_types::Text, _>(&email)
+    .bind::<diesel::sql_types::Double, _>(throttle.lock_for.num_seconds() as f64)
     .get_result(conn)
     .await?;
-    if row.failures >= throttle.lock_after && row.locked_until.is_none() {
-        let until = Utc::now() + throttle.lock_for;
-        diesel::update(login_attempts::table.find(email.to_lowercase()))
-            .set(login_attempts::locked_until.eq(until))
-            .execute(conn)
-            .await?;
-        return Ok((row.failures, Some(until)));
+    if let Some(until) = row.locked_until {
+        return Ok(Attempt::Locked(until));
     }
-    Ok((row.failures, row.locked_until))
+    if row.failures > throttle.lock_after {
+        return lock(conn, &email, throttle).await.map(Attempt::Locked);
+    }
+    Ok(Attempt::Allowed(row.failures))
 }
 
-/// Forgets the failures of `email` after a successful sign-in.
-pub async fn clear_failures(conn: &mut AsyncPgConnection, email: &str) -> QueryResult<()> {
-    diesel::delete(login_attempts::table.find(email.to_lowercase()))
+/// Locks `email` for the throttle's lock time (after the last allowed
+/// attempt failed).
+pub async fn lock(
+    conn: &mut AsyncPgConnection,
+    email: &str,
+    throttle: &Throttle,
+) -> QueryResult<DateTime<Utc>> {
+    let until = Utc::now() + throttle.lock_for;
+    diesel::update(login_attempts::table.find(email.to_lowercase()))
+        .set(login_attempts::locked_until.eq(until))
         .execute(conn)
+        .await?;
+    Ok(until)
+}
+
+/// After the right password: refuses if the email was locked meanwhile (by
+/// parallel failures), else forgets its attempts.
+pub async fn succeed(
+    conn: &mut AsyncPgConnection,
+    email: &str,
+) -> QueryResult<Option<DateTime<Utc>>> {
+    let email = email.to_lowercase();
+    let locked: Option<Option<DateTime<Utc>>> = login_attempts::table
+        .find(&email)
+        .select(login_attempts::locked_until)
+        .for_update()
+        .first(conn)
         .await
-        .map(drop)
+        .optional()?;
+    if let Some(until) = locked.flatten().filter(|t| *t > Utc::now()) {
+        return Ok(Some(until));
+    }
+    diesel::delete(login_attempts::table.find(&email))
+        .execute(conn)
+        .await?;
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::Uuid as SqlUuid;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection as _};
 use uuid::Uuid;
 
 use crate::db::schema::tenant::{team_members, teams, users};
@@ -106,6 +106,10 @@ pub async fn update(
     parent: Option<Option<Uuid>>,
 ) -> AppResult<Team> {
     if let Some(Some(parent)) = parent {
+        // Two moves at once could each pass the check and together make a
+        // cycle: they take turns.
+        conn.batch_execute("LOCK TABLE teams IN SHARE ROW EXCLUSIVE MODE")
+            .await?;
         #[derive(QueryableByName)]
         struct Row {
             #[diesel(sql_type = diesel::sql_types::Bool)]

@@ -197,20 +197,25 @@ pub async fn set_disabled(
         .optional()
 }
 
-/// Stores a new password hash.
-pub async fn set_password(conn: &mut AsyncPgConnection, id: Uuid, hash: &str) -> QueryResult<()> {
-    diesel::update(users::table.find(id))
+/// Replaces a password hash if it is still `old`; false if it changed meanwhile.
+pub async fn replace_password(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    old: &str,
+    new: &str,
+) -> QueryResult<bool> {
+    diesel::update(users::table.find(id).filter(users::password_hash.eq(old)))
         .set((
-            users::password_hash.eq(hash),
+            users::password_hash.eq(new),
             users::updated_at.eq(Utc::now()),
         ))
         .execute(conn)
         .await
-        .map(drop)
+        .map(|n| n == 1)
 }
 
-/// Enforces the plan's seat limit for one more enabled user (`extra`
-/// counts seats already promised, such as open invitations). Locks the users
+/// Enforces the plan's seat limit for one more enabled user (open
+/// invitations count as taken seats when `count_open_invitations`). Locks the users
 /// table against concurrent additions until the transaction ends.
 pub async fn check_seats(
     conn: &mut AsyncPgConnection,
@@ -235,9 +240,13 @@ pub async fn check_seats(
     }
     if used >= i64::from(max) {
         return Err(AppError::PlanLimitExceeded {
-            message: format!(
-                "the plan allows {max} seat(s), all taken (open invitations count);                  disable a user, revoke an invitation or change plan"
-            ),
+            message: if count_open_invitations {
+                format!(
+                    "the plan allows {max} seat(s), all taken by users and open invitations; disable a user, revoke an invitation or change plan"
+                )
+            } else {
+                format!("the plan allows {max} seat(s), all taken; disable a user or change plan")
+            },
             limit: "seats",
         });
     }

@@ -253,10 +253,11 @@ impl AccessMutation {
             &input.permissions,
         )?;
         let role = in_tenant!(&req.app.pool, &scope.bind, |conn| {
-            // Both what it grants now and what it would grant must be yours.
-            access.require_all(&roles::effective_permissions(conn, id).await?)?;
+            // What it and the roles inheriting from it grant, before and
+            // after, must all be yours: a change reaches every holder.
+            access.require_all(&roles::permissions_affected_by(conn, id).await?)?;
             let role = roles::update(conn, id, &fields).await?;
-            access.require_all(&roles::effective_permissions(conn, id).await?)?;
+            access.require_all(&roles::permissions_affected_by(conn, id).await?)?;
             audit::record(
                 conn,
                 access.who(),
@@ -280,7 +281,7 @@ impl AccessMutation {
         let (scope, access) = req.require("roles:manage").await?;
         let id = parse_id(&input.id, "id")?;
         in_tenant!(&req.app.pool, &scope.bind, |conn| {
-            access.require_all(&roles::effective_permissions(conn, id).await?)?;
+            access.require_all(&roles::permissions_affected_by(conn, id).await?)?;
             roles::delete(conn, id).await?;
             audit::record(conn, access.who(), "role.deleted", Some(("role", id)), "").await?;
             Ok(())

@@ -116,7 +116,8 @@ pub struct ApiKeysMutation;
 #[Object]
 impl ApiKeysMutation {
     /// Makes an API key acting as you, with permissions you hold. Needs
-    /// `apikeys:create`. The secret is in the answer only.
+    /// `apikeys:create` and a signed-in user (a key cannot make keys). The
+    /// secret is in the answer only.
     async fn create_api_key(
         &self,
         ctx: &Context<'_>,
@@ -124,7 +125,9 @@ impl ApiKeysMutation {
     ) -> Result<CreateApiKeyPayload> {
         let req = ctx.req()?;
         let (scope, access) = req.require("apikeys:create").await?;
-        let user = access.user()?;
+        // A key cannot breed keys: a leaked or expiring key could otherwise
+        // outlive itself.
+        let user = access.signed_in_user()?;
         let name = input.name.trim().to_owned();
         if name.is_empty() || name.chars().count() > 100 || name.contains('\0') {
             return Err(AppError::bad_input("name", "a key name is 1 to 100 characters").into());
@@ -139,7 +142,14 @@ impl ApiKeysMutation {
             .iter()
             .map(|p| permissions::parse(p, "permissions").map(str::to_owned))
             .collect::<Result<_, _>>()?;
-        access.require_all(&wanted)?;
+        // Keys follow their owner's current permissions on every request,
+        // so what the owner holds now (temporary roles included) may be given.
+        if !access.permissions.covers(&wanted) {
+            return Err(AppError::Forbidden(
+                "a key cannot hold permissions you do not have".into(),
+            )
+            .into());
+        }
         if input.expires_at.is_some_and(|t| t <= Utc::now()) {
             return Err(AppError::bad_input("expiresAt", "expiresAt must be in the future").into());
         }

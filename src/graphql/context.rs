@@ -62,6 +62,10 @@ pub struct Access {
     pub actor: Actor,
     /// What they may do.
     pub permissions: PermissionSet,
+    /// The part of `permissions` held without an end date: only this may be
+    /// passed on (granted to others, or used over users holding it), so
+    /// temporary access cannot be made permanent.
+    pub permanent: PermissionSet,
     /// The session of a user's access token.
     pub session: Option<Uuid>,
     /// The API key used, if any.
@@ -69,8 +73,19 @@ pub struct Access {
 }
 
 impl Access {
+    /// The acting user signed in with a session (not an API key, not the
+    /// platform admin): for self-service on one's own account.
+    pub fn signed_in_user(&self) -> AppResult<Uuid> {
+        if self.api_key.is_some() {
+            return Err(AppError::Forbidden(
+                "an API key cannot do this; sign in as the user".into(),
+            ));
+        }
+        self.user()
+    }
+
     /// The acting user, or `FORBIDDEN` for the platform admin (for
-    /// operations that only make sense for a user, like changing one's password).
+    /// operations that only make sense for a user, like listing one's keys).
     pub fn user(&self) -> AppResult<Uuid> {
         match self.actor {
             Actor::User(id) => Ok(id),
@@ -111,7 +126,7 @@ impl Access {
             return Ok(());
         }
         let theirs = permissions::of_user(conn, user).await?;
-        if self.permissions.covers(&theirs) {
+        if self.permanent.covers(&theirs) {
             Ok(())
         } else {
             Err(AppError::Forbidden(
@@ -120,13 +135,14 @@ impl Access {
         }
     }
 
-    /// Succeeds when the actor holds every permission in `wanted`.
+    /// Succeeds when the actor holds every permission in `wanted` without
+    /// an end date (what may be granted to others).
     pub fn require_all(&self, wanted: &PermissionSet) -> AppResult<()> {
-        if self.permissions.covers(wanted) {
+        if self.permanent.covers(wanted) {
             Ok(())
         } else {
             Err(AppError::Forbidden(
-                "you cannot grant permissions you do not have".into(),
+                "you cannot grant permissions you do not hold (permanently)".into(),
             ))
         }
     }
@@ -247,6 +263,7 @@ impl RequestCtx {
             Principal::Admin => Ok(Access {
                 actor: Actor::Admin,
                 permissions: PermissionSet::all(),
+                permanent: PermissionSet::all(),
                 session: None,
                 api_key: None,
             }),
@@ -269,6 +286,7 @@ impl RequestCtx {
                 Ok(Access {
                     actor: Actor::User(user),
                     permissions: found.permissions,
+                    permanent: found.permanent,
                     session: Some(sid),
                     api_key: None,
                 })
@@ -302,6 +320,7 @@ impl RequestCtx {
                 Ok(Access {
                     actor: Actor::User(found.owner),
                     permissions: found.permissions,
+                    permanent: found.permanent,
                     session: None,
                     api_key: Some(found.key_id),
                 })

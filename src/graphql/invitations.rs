@@ -25,12 +25,16 @@ impl Invitation {
     async fn email(&self) -> &str {
         &self.email
     }
-    /// The role they get on accepting.
+    /// The role they get on accepting (null if it was deleted after the
+    /// invitation closed).
     async fn role(&self, ctx: &Context<'_>) -> Result<Option<Role>> {
+        let Some(role) = self.role_id else {
+            return Ok(None);
+        };
         let scope = ctx.req()?.tenant().await?;
         scope
             .loader
-            .load_one(RoleKey(self.role_id))
+            .load_one(RoleKey(role))
             .await
             .map_err(load_error)
     }
@@ -232,7 +236,13 @@ impl InvitationsMutation {
                 },
             )
             .await?;
-            roles::assign(conn, user.id, inv.role_id, None, inv.invited_by).await?;
+            let role = inv.role_id.ok_or_else(|| {
+                AppError::bad_input(
+                    "token",
+                    "this invitation is invalid, used, revoked or expired",
+                )
+            })?;
+            roles::assign(conn, user.id, role, None, inv.invited_by).await?;
             invitations::mark_accepted(conn, inv.id, user.id).await?;
             let who = Who {
                 kind: "user",

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::auth;
-use crate::domain::sessions::{self, Refreshed, Session};
+use crate::domain::sessions::{self, Attempt, Refreshed, Session};
 use crate::domain::{audit, users};
 use crate::error::{AppError, AppResult};
 use crate::graphql::context::{ContextExt as _, RequestCtx, TenantScope};
@@ -87,7 +87,7 @@ impl SessionsQuery {
     async fn my_sessions(&self, ctx: &Context<'_>) -> Result<Vec<Session>> {
         let req = ctx.req()?;
         let (scope, access) = req.access().await?;
-        let user = access.user()?;
+        let user = access.signed_in_user()?;
         Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
             sessions::live_of(conn, user).await?
         ))?)
@@ -103,7 +103,8 @@ impl SessionsMutation {
     /// Signs in to the request's tenant. A wrong password and an unknown
     /// email get the same `UNAUTHENTICATED` answer. Repeated failures for
     /// one email are answered more slowly, then refused for a while with
-    /// `RATE_LIMITED` (`extensions.retryAfterSeconds`).
+    /// `RATE_LIMITED` (`extensions.retryAfterSeconds`). A disabled user's
+    /// sign-in is refused like a wrong password.
     async fn login(
         &self,
         ctx: &Context<'_>,
@@ -121,43 +122,46 @@ impl SessionsMutation {
             auth::verify_password(password, None).await?;
             return Err(wrong_credentials().into());
         }
-        let (locked, found) = in_tenant!(pool, &scope.bind, |conn| {
-            let locked = sessions::locked_until(conn, &email).await?;
-            let found = match locked {
-                Some(_) => None,
-                None => users::find_for_login(conn, &email).await?,
+        let (attempt, found) = in_tenant!(pool, &scope.bind, |conn| {
+            let attempt = sessions::begin_attempt(conn, &email, &throttle).await?;
+            let found = match attempt {
+                Attempt::Locked(_) => None,
+                Attempt::Allowed(_) => users::find_for_login(conn, &email).await?,
             };
-            Ok((locked, found))
+            Ok((attempt, found))
         })?;
-        if let Some(until) = locked {
-            return Err(rate_limited(until).into());
-        }
-        let (id, hash, disabled) = match found {
-            Some((id, hash, disabled)) => (Some(id), Some(hash), disabled),
-            None => (None, None, false),
+        let attempts = match attempt {
+            Attempt::Locked(until) => return Err(rate_limited(until).into()),
+            Attempt::Allowed(n) => n,
+        };
+        // A disabled user gets the same answer as a wrong password, so the
+        // answer never confirms a disabled account's password.
+        let (id, hash) = match found {
+            Some((id, hash, disabled)) => (Some(id).filter(|_| !disabled), Some(hash)),
+            None => (None, None),
         };
         let ok = auth::verify_password(password, hash).await?;
         let Some(id) = id.filter(|_| ok) else {
-            let (failures, locked) = in_tenant!(pool, &scope.bind, |conn| Ok(
-                sessions::record_failure(conn, &email, &throttle).await?
-            ))?;
-            tokio::time::sleep(throttle.delay(failures)).await;
-            return Err(match locked {
-                Some(until) => rate_limited(until),
-                None => wrong_credentials(),
+            if attempts >= throttle.lock_after {
+                let until = in_tenant!(pool, &scope.bind, |conn| Ok(sessions::lock(
+                    conn, &email, &throttle
+                )
+                .await?))?;
+                return Err(rate_limited(until).into());
             }
-            .into());
+            tokio::time::sleep(throttle.delay(attempts)).await;
+            return Err(wrong_credentials().into());
         };
-        if disabled {
-            return Err(AppError::Unauthenticated("this user is disabled".into()).into());
-        }
         let ttl = req.app.config.session_ttl();
-        let (session, refresh_token, user) = in_tenant!(pool, &scope.bind, |conn| {
-            sessions::clear_failures(conn, &email).await?;
+        let started = in_tenant!(pool, &scope.bind, |conn| {
+            if let Some(until) = sessions::succeed(conn, &email).await? {
+                return Ok(Err(until));
+            }
             let (session, token) = sessions::start(conn, id, ttl, None).await?;
             let user = users::find(conn, id).await?.ok_or_else(wrong_credentials)?;
-            Ok((session, token, user))
+            Ok(Ok((session, token, user)))
         })?;
+        let (session, refresh_token, user) = started.map_err(rate_limited)?;
         Ok(issue(req, scope, session, refresh_token, user)?)
     }
 
@@ -219,8 +223,9 @@ impl SessionsMutation {
         Ok(RevokeSessionPayload { session })
     }
 
-    /// Ends a session: one of your own, or anyone's with `members:manage`
-    /// (but not someone with more permissions than you). Its access tokens
+    /// Ends a session: one of your own (signed in, not with an API key), or
+    /// anyone's with `members:manage` (but not someone with more permissions
+    /// than you). Its access tokens
     /// stop working at once.
     async fn revoke_session(
         &self,
@@ -246,7 +251,9 @@ async fn end(
         let session = sessions::find(conn, id)
             .await?
             .ok_or_else(|| AppError::not_found(Some("id"), "no such session"))?;
-        if access.actor != crate::graphql::context::Actor::User(session.user_id) {
+        let own = access.api_key.is_none()
+            && access.actor == crate::graphql::context::Actor::User(session.user_id);
+        if !own {
             // Someone else's session: only for managers, and never one of a
             // user with more rights; unknown to everyone else.
             if access.require("members:manage").is_err() {
@@ -294,7 +301,8 @@ fn wrong_credentials() -> AppError {
     AppError::Unauthenticated("wrong email or password".into())
 }
 
-fn rate_limited(until: DateTime<Utc>) -> AppError {
+/// `RATE_LIMITED` until `until`.
+pub fn rate_limited(until: DateTime<Utc>) -> AppError {
     let secs = (until - Utc::now()).num_seconds().max(1);
     AppError::RateLimited {
         message: format!("too many failed sign-ins for this email; try again in {secs} seconds"),

@@ -79,12 +79,12 @@ impl Task {
             .map_err(load_error)?
             .ok_or_else(|| AppError::not_found(None, "project not found").into())
     }
-    /// Who the task is assigned to, if anyone (batched).
+    /// Who the task is assigned to, if anyone (batched). Needs `members:read`.
     async fn assignee(&self, ctx: &Context<'_>) -> Result<Option<User>> {
         let Some(id) = self.assignee_id else {
             return Ok(None);
         };
-        let (scope, _) = ctx.req()?.require("tasks:read").await?;
+        let (scope, _) = ctx.req()?.require("members:read").await?;
         scope.loader.load_one(UserKey(id)).await.map_err(load_error)
     }
 }

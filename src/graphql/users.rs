@@ -7,13 +7,14 @@ use chrono::{DateTime, Utc};
 use crate::auth;
 use crate::domain::audit;
 use crate::domain::roles::{self, Assignment};
-use crate::domain::sessions;
+use crate::domain::sessions::{self, Attempt};
 use crate::domain::users::{self, User};
 use crate::error::AppError;
 use crate::graphql::access::RoleAssignment;
 use crate::graphql::context::{Actor, ContextExt as _};
 use crate::graphql::loaders::{UserRolesKey, load_error};
 use crate::graphql::pagination::{after_id, connection, page_size, parse_id};
+use crate::graphql::sessions::rate_limited;
 use crate::in_tenant;
 
 #[Object]
@@ -236,7 +237,9 @@ impl UsersMutation {
             .as_deref()
             .map(|n| users::parse_display_name(n, "displayName"))
             .transpose()?;
-        let own = access.actor == Actor::User(id);
+        // An API key acting on its owner's account is not "own": it needs
+        // `members:manage` like anyone else.
+        let own = access.api_key.is_none() && access.actor == Actor::User(id);
         if !own {
             access.require("members:manage")?;
         }
@@ -273,27 +276,60 @@ impl UsersMutation {
     ) -> Result<UserPayload> {
         let req = ctx.req()?;
         let (scope, access) = req.access().await?;
-        let id = access.user()?;
-        if access.api_key.is_some() {
-            return Err(AppError::Forbidden(
-                "an API key cannot change its owner's password".into(),
-            )
-            .into());
-        }
+        let id = access.signed_in_user()?;
         auth::check_new_password(&input.new_password, "newPassword")?;
         let pool = &req.app.pool;
-        let stored = in_tenant!(pool, &scope.bind, |conn| Ok(
-            users::password_hash(conn, id).await?
-        ))?;
-        if !auth::verify_password(input.current_password, stored).await? {
+        let throttle = req.app.config.throttle();
+        // Wrong current passwords count against the same sign-in throttle
+        // as `login`: a stolen access token does not buy unlimited guesses.
+        let (email, stored, attempt) = in_tenant!(pool, &scope.bind, |conn| {
+            let user = users::find(conn, id)
+                .await?
+                .ok_or_else(|| AppError::Unauthenticated("this user no longer exists".into()))?;
+            let stored = users::password_hash(conn, id).await?;
+            let attempt = sessions::begin_attempt(conn, &user.email, &throttle).await?;
+            Ok((user.email, stored, attempt))
+        })?;
+        let attempts = match attempt {
+            Attempt::Locked(until) => return Err(rate_limited(until).into()),
+            Attempt::Allowed(n) => n,
+        };
+        if !auth::verify_password(input.current_password, stored.clone()).await? {
+            if attempts >= throttle.lock_after {
+                let until = in_tenant!(pool, &scope.bind, |conn| Ok(sessions::lock(
+                    conn, &email, &throttle
+                )
+                .await?))?;
+                return Err(rate_limited(until).into());
+            }
             return Err(
                 AppError::bad_input("currentPassword", "the current password is wrong").into(),
             );
         }
         let hash = auth::hash_password(input.new_password).await?;
+        let session = access.session;
         let user = in_tenant!(pool, &scope.bind, |conn| {
-            users::set_password(conn, id, &hash).await?;
-            sessions::revoke_all(conn, id, access.session, "password changed").await?;
+            // Still signed in, and nobody changed the password meanwhile
+            // (a change elsewhere would have ended this session).
+            let live = match session {
+                Some(sid) => sessions::find(conn, sid)
+                    .await?
+                    .is_some_and(|s| s.revoked_at.is_none()),
+                None => false,
+            };
+            if !live {
+                return Err(AppError::Unauthenticated(
+                    "this session has ended; sign in again".into(),
+                ));
+            }
+            if !users::replace_password(conn, id, stored.as_deref().unwrap_or(""), &hash).await? {
+                return Err(AppError::Conflict {
+                    message: "the password was changed meanwhile; sign in again".into(),
+                    field: Some("currentPassword"),
+                });
+            }
+            sessions::succeed(conn, &email).await?;
+            sessions::revoke_all(conn, id, session, "password changed").await?;
             audit::record(
                 conn,
                 access.who(),

@@ -143,7 +143,8 @@ CREATE INDEX team_members_user_id_idx ON team_members (user_id);
 CREATE TABLE invitations (
     id                uuid PRIMARY KEY,
     email             text NOT NULL,
-    role_id           uuid NOT NULL,
+    -- NULL once its role is deleted (only possible when it is no longer open).
+    role_id           uuid,
     token_hash        bytea NOT NULL,
     invited_by        uuid REFERENCES users (id) ON DELETE SET NULL,
     created_at        timestamptz NOT NULL DEFAULT now(),
@@ -151,7 +152,7 @@ CREATE TABLE invitations (
     accepted_at       timestamptz,
     accepted_user_id  uuid REFERENCES users (id) ON DELETE SET NULL,
     revoked_at        timestamptz,
-    CONSTRAINT invitations_role_id_fkey FOREIGN KEY (role_id) REFERENCES roles (id) ON DELETE CASCADE
+    CONSTRAINT invitations_role_id_fkey FOREIGN KEY (role_id) REFERENCES roles (id) ON DELETE SET NULL
 );
 -- One open invitation per email.
 CREATE UNIQUE INDEX invitations_open_email_key ON invitations (lower(email))

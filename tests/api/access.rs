@@ -523,3 +523,193 @@ async fn platform_operations_refuse_tenant_credentials() {
         .await;
     assert_eq!(code(&create), "FORBIDDEN");
 }
+
+#[tokio::test]
+async fn temporary_access_cannot_be_made_permanent_or_passed_on() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant_with_owner("acme", "enterprise").await;
+    let bob = app.member(&owner, "acme", "bob", "member").await;
+    let admin = role_id(&app, &owner, "admin").await;
+    let friday = (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339();
+    assert!(assign(&app, &owner, &bob.user_id, &admin, json!(friday)).await["errors"].is_null());
+    // Bob can administer until Friday...
+    let perms = permissions(
+        &app.gql()
+            .token(&bob.token)
+            .send(MY_PERMISSIONS, json!({}))
+            .await,
+    );
+    assert!(perms.contains(&"members:manage".to_owned()));
+    // ...but cannot drop the end date, nor hand the role to anyone for good.
+    let forever = assign(&app, &bob.token, &bob.user_id, &admin, Value::Null).await;
+    assert_eq!(code(&forever), "FORBIDDEN", "{forever}");
+    let friend = app
+        .gql()
+        .token(&bob.token)
+        .send(
+            "mutation($i: CreateUserInput!) { createUser(input: $i) { user { id } } }",
+            json!({ "i": { "email": "pal@acme.test", "displayName": "Pal", "password": "password-123", "role": "admin" } }),
+        )
+        .await;
+    assert_eq!(code(&friend), "FORBIDDEN", "{friend}");
+    // What he holds permanently he may still give.
+    let member = app
+        .gql()
+        .token(&bob.token)
+        .send(
+            "mutation($i: CreateUserInput!) { createUser(input: $i) { user { id } } }",
+            json!({ "i": { "email": "pal@acme.test", "displayName": "Pal", "password": "password-123", "role": "member" } }),
+        )
+        .await;
+    assert!(member["errors"].is_null(), "{member}");
+}
+
+#[tokio::test]
+async fn a_disabled_owner_cannot_be_brought_back_by_an_admin() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant_with_owner("acme", "enterprise").await;
+    let second = app.member(&owner, "acme", "sam", "owner").await;
+    let ada = app.member(&owner, "acme", "ada", "admin").await;
+    let toggle = |token: String, op: &'static str, id: String| {
+        let app = &app;
+        async move {
+            app.gql()
+                .token(&token)
+                .send(
+                    &format!(
+                        "mutation($i: UserIdInput!) {{ {op}(input: $i) {{ user {{ id }} }} }}"
+                    ),
+                    json!({ "i": { "id": id } }),
+                )
+                .await
+        }
+    };
+    assert!(toggle(owner.clone(), "disableUser", second.user_id.clone()).await["errors"].is_null());
+    let back = toggle(ada.token.clone(), "enableUser", second.user_id.clone()).await;
+    assert_eq!(code(&back), "FORBIDDEN", "{back}");
+    let rename = app
+        .gql()
+        .token(&ada.token)
+        .send(
+            "mutation($i: UpdateUserInput!) { updateUser(input: $i) { user { id } } }",
+            json!({ "i": { "id": second.user_id, "email": "ada-owns-this@acme.test" } }),
+        )
+        .await;
+    assert_eq!(code(&rename), "FORBIDDEN", "{rename}");
+}
+
+#[tokio::test]
+async fn an_api_key_cannot_breed_keys_or_act_on_its_owners_account() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant_with_owner("acme", "enterprise").await;
+    let made = create_key(
+        &app,
+        &owner,
+        json!(["projects:read", "apikeys:create", "tasks:read"]),
+    )
+    .await;
+    let key = made["data"]["createApiKey"]["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{made}"))
+        .to_owned();
+    let child = create_key(&app, &key, json!(["projects:read"])).await;
+    assert_eq!(code(&child), "FORBIDDEN", "{child}");
+    let me = app.gql().token(&key).send("{ me { id } }", json!({})).await;
+    let owner_id = me["data"]["me"]["id"].as_str().unwrap().to_owned();
+    let rename = app
+        .gql()
+        .token(&key)
+        .send(
+            "mutation($i: UpdateUserInput!) { updateUser(input: $i) { user { id } } }",
+            json!({ "i": { "id": owner_id, "email": "stolen@evil.test" } }),
+        )
+        .await;
+    assert_eq!(code(&rename), "FORBIDDEN", "{rename}");
+    let sessions = app
+        .gql()
+        .token(&key)
+        .send("{ mySessions { id } }", json!({}))
+        .await;
+    assert_eq!(code(&sessions), "FORBIDDEN", "{sessions}");
+    // Without members:read, a task's assignee (a user) stays hidden.
+    let p = app.create_project(&owner, "p").await;
+    let task = app
+        .gql()
+        .token(&owner)
+        .send(
+            "mutation($i: CreateTaskInput!) { createTask(input: $i) { task { id } } }",
+            json!({ "i": { "projectId": p, "title": "t", "assigneeId": owner_id } }),
+        )
+        .await;
+    assert!(task["errors"].is_null(), "{task}");
+    let peek = app
+        .gql()
+        .token(&key)
+        .send(
+            "{ tasks(first: 5) { edges { node { title assignee { email } } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&peek), "FORBIDDEN", "{peek}");
+    assert_eq!(
+        peek["data"]["tasks"]["edges"][0]["node"]["title"], "t",
+        "the task itself is readable"
+    );
+}
+
+#[tokio::test]
+async fn changing_a_role_needs_rights_over_every_role_inheriting_from_it() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant_with_owner("acme", "enterprise").await;
+    let base = app
+        .gql()
+        .token(&owner)
+        .send(
+            "mutation { createRole(input: {key: \"base\", name: \"Base\", permissions: [\"projects:read\"]}) { role { id } } }",
+            json!({}),
+        )
+        .await;
+    let base_id = base["data"]["createRole"]["role"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{base}"))
+        .to_owned();
+    let rich = app
+        .gql()
+        .token(&owner)
+        .send(
+            "mutation($p: ID) { createRole(input: {key: \"rich\", name: \"Rich\", parentId: $p, permissions: [\"billing:read\"]}) { role { id } } }",
+            json!({ "p": base_id }),
+        )
+        .await;
+    assert!(rich["errors"].is_null(), "{rich}");
+    let ada = app.member(&owner, "acme", "ada", "admin").await;
+    let change = app
+        .gql()
+        .token(&ada.token)
+        .send(
+            "mutation($i: UpdateRoleInput!) { updateRole(input: $i) { role { id } } }",
+            json!({ "i": { "id": base_id, "name": "Base", "permissions": [] } }),
+        )
+        .await;
+    assert_eq!(code(&change), "FORBIDDEN", "{change}");
+    // A role offered by an open invitation is not deleted from under it.
+    let invite = app
+        .gql()
+        .token(&owner)
+        .send(
+            "mutation { inviteUser(input: {email: \"x@acme.test\", role: \"rich\"}) { token } }",
+            json!({}),
+        )
+        .await;
+    assert!(invite["errors"].is_null(), "{invite}");
+    let rich_id = role_id(&app, &owner, "rich").await;
+    let delete = app
+        .gql()
+        .token(&owner)
+        .send(
+            "mutation($i: DeleteRoleInput!) { deleteRole(input: $i) { deletedRoleId } }",
+            json!({ "i": { "id": rich_id } }),
+        )
+        .await;
+    assert_eq!(code(&delete), "CONFLICT", "{delete}");
+}

@@ -230,3 +230,31 @@ async fn a_successful_login_resets_the_count() {
         );
     }
 }
+
+#[tokio::test]
+async fn parallel_guesses_cannot_outrun_the_lock() {
+    let app = TestApp::builder()
+        .pool_size(8)
+        .login_lock_after(4)
+        .spawn()
+        .await;
+    app.tenant_with_owner("acme", "free").await;
+    let guesses = futures::future::join_all(
+        (0..12).map(|_| login_code(&app, "acme", "owner@acme.test", "wrong-pass")),
+    )
+    .await;
+    let checked = guesses
+        .iter()
+        .filter(|c| c.as_str() == "UNAUTHENTICATED")
+        .count();
+    assert!(checked <= 4, "at most 4 passwords checked: {guesses:?}");
+    assert!(
+        guesses
+            .iter()
+            .all(|c| c == "UNAUTHENTICATED" || c == "RATE_LIMITED")
+    );
+    assert_eq!(
+        login_code(&app, "acme", "owner@acme.test", "password-123").await,
+        "RATE_LIMITED"
+    );
+}
