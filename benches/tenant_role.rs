@@ -75,7 +75,7 @@ fn pgbench(url: &str, dir: &Path, kind: &str, tenants: usize) -> anyhow::Result<
     let find = |prefix: &str| -> anyhow::Result<f64> {
         text.lines()
             .find_map(|l| l.trim().strip_prefix(prefix))
-            .and_then(|rest| rest.trim().split_whitespace().next()?.parse().ok())
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
             .ok_or_else(|| anyhow::anyhow!("no '{prefix}' in pgbench output:\n{text}"))
     };
     Ok(Run {
