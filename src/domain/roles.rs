@@ -95,9 +95,10 @@ pub async fn own_permissions(
     Ok(map)
 }
 
-/// A role's permissions with every ancestor's.
-pub async fn effective_permissions(
+/// Runs a query returning one text column `permission`, bound to `role_id`.
+async fn permission_query(
     conn: &mut AsyncPgConnection,
+    sql: &str,
     role_id: Uuid,
 ) -> QueryResult<PermissionSet> {
     #[derive(QueryableByName)]
@@ -105,16 +106,28 @@ pub async fn effective_permissions(
         #[diesel(sql_type = Text)]
         permission: String,
     }
-    let rows: Vec<Row> = diesel::sql_query(
-        "WITH RECURSIVE chain (id, parent_id) AS ( \
-           SELECT id, parent_id FROM roles WHERE id = $1 \
-           UNION SELECT r.id, r.parent_id FROM roles r JOIN chain c ON r.id = c.parent_id) \
-         SELECT DISTINCT p.permission FROM role_permissions p JOIN chain c ON c.id = p.role_id",
-    )
-    .bind::<SqlUuid, _>(role_id)
-    .load(conn)
-    .await?;
+    let rows: Vec<Row> = diesel::sql_query(sql)
+        .bind::<SqlUuid, _>(role_id)
+        .load(conn)
+        .await?;
     Ok(rows.into_iter().map(|r| r.permission).collect())
+}
+
+/// `chain`: role `$1` and its ancestors.
+const CHAIN_UP: &str = "WITH RECURSIVE chain (id, parent_id) AS ( \
+       SELECT id, parent_id FROM roles WHERE id = $1 \
+       UNION SELECT r.id, r.parent_id FROM roles r JOIN chain c ON r.id = c.parent_id) ";
+
+/// A role's permissions with every ancestor's.
+pub async fn effective_permissions(
+    conn: &mut AsyncPgConnection,
+    role_id: Uuid,
+) -> QueryResult<PermissionSet> {
+    let sql = format!(
+        "{CHAIN_UP} SELECT DISTINCT p.permission FROM role_permissions p \
+         JOIN chain c ON c.id = p.role_id"
+    );
+    permission_query(conn, &sql, role_id).await
 }
 
 /// Every permission of `role_id` and of every role that inherits from it,
@@ -123,24 +136,14 @@ pub async fn permissions_affected_by(
     conn: &mut AsyncPgConnection,
     role_id: Uuid,
 ) -> QueryResult<PermissionSet> {
-    #[derive(QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = Text)]
-        permission: String,
-    }
-    let rows: Vec<Row> = diesel::sql_query(
-        "WITH RECURSIVE down (id) AS ( \
+    let sql = "WITH RECURSIVE down (id) AS ( \
            SELECT id FROM roles WHERE id = $1 \
            UNION SELECT r.id FROM roles r JOIN down d ON r.parent_id = d.id), \
          up (id, parent_id) AS ( \
            SELECT id, parent_id FROM roles WHERE id IN (SELECT id FROM down) \
            UNION SELECT r.id, r.parent_id FROM roles r JOIN up u ON r.id = u.parent_id) \
-         SELECT DISTINCT p.permission FROM role_permissions p JOIN up u ON u.id = p.role_id",
-    )
-    .bind::<SqlUuid, _>(role_id)
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| r.permission).collect())
+         SELECT DISTINCT p.permission FROM role_permissions p JOIN up u ON u.id = p.role_id";
+    permission_query(conn, sql, role_id).await
 }
 
 /// Whether `ancestor` is `role` or one of its ancestors.
@@ -154,12 +157,9 @@ async fn is_ancestor_or_self(
         #[diesel(sql_type = diesel::sql_types::Bool)]
         found: bool,
     }
-    let row: Row = diesel::sql_query(
-        "WITH RECURSIVE chain (id, parent_id) AS ( \
-           SELECT id, parent_id FROM roles WHERE id = $1 \
-           UNION SELECT r.id, r.parent_id FROM roles r JOIN chain c ON r.id = c.parent_id) \
-         SELECT EXISTS (SELECT 1 FROM chain WHERE id = $2) AS found",
-    )
+    let row: Row = diesel::sql_query(format!(
+        "{CHAIN_UP} SELECT EXISTS (SELECT 1 FROM chain WHERE id = $2) AS found"
+    ))
     .bind::<SqlUuid, _>(role)
     .bind::<SqlUuid, _>(ancestor)
     .get_result(conn)

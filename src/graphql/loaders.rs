@@ -20,6 +20,16 @@ use crate::error::AppError;
 use crate::in_tenant;
 use crate::tenancy::conn::TenantBinding;
 
+/// Runs one batch in its own tenant-bound transaction; errors are shared
+/// between the batch's waiters.
+macro_rules! batch {
+    ($loader:expr, |$conn:ident| $body:expr) => {
+        async { in_tenant!(&$loader.pool, &$loader.bind, |$conn| $body) }
+            .await
+            .map_err(Arc::new)?
+    };
+}
+
 /// Loads rows of one tenant.
 pub struct TenantLoader {
     pool: Pool,
@@ -67,14 +77,7 @@ impl Loader<UserKey> for TenantLoader {
 
     async fn load(&self, keys: &[UserKey]) -> Result<HashMap<UserKey, User>, LoadError> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = async {
-            in_tenant!(&self.pool, &self.bind, |conn| Ok(users::find_many(
-                conn, &ids
-            )
-            .await?))
-        }
-        .await
-        .map_err(Arc::new)?;
+        let rows = batch!(self, |conn| Ok(users::find_many(conn, &ids).await?));
         Ok(rows.into_iter().map(|u| (UserKey(u.id), u)).collect())
     }
 }
@@ -86,15 +89,11 @@ impl Loader<ProjectKey> for TenantLoader {
     async fn load(&self, keys: &[ProjectKey]) -> Result<HashMap<ProjectKey, Project>, LoadError> {
         use crate::db::schema::tenant::projects as p;
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows: Vec<Project> = async {
-            in_tenant!(&self.pool, &self.bind, |conn| Ok(p::table
-                .filter(p::id.eq_any(&ids))
-                .select(Project::as_select())
-                .load(conn)
-                .await?))
-        }
-        .await
-        .map_err(Arc::new)?;
+        let rows: Vec<Project> = batch!(self, |conn| Ok(p::table
+            .filter(p::id.eq_any(&ids))
+            .select(Project::as_select())
+            .load(conn)
+            .await?));
         Ok(rows.into_iter().map(|p| (ProjectKey(p.id), p)).collect())
     }
 }
@@ -119,37 +118,33 @@ impl Loader<ProjectTasksKey> for TenantLoader {
                 .or_default()
                 .push(key.project_id);
         }
-        let found = async {
-            in_tenant!(&self.pool, &self.bind, |conn| {
-                let mut out = HashMap::new();
-                for ((status, after, limit), ids) in &shapes {
-                    let rows = tasks::for_projects(conn, ids, *status, *after, *limit).await?;
-                    for id in ids {
-                        out.insert(
-                            ProjectTasksKey {
-                                project_id: *id,
-                                status: *status,
-                                after: *after,
-                                limit: *limit,
-                            },
-                            Vec::new(),
-                        );
-                    }
-                    for task in rows {
-                        let key = ProjectTasksKey {
-                            project_id: task.project_id,
+        let found = batch!(self, |conn| {
+            let mut out = HashMap::new();
+            for ((status, after, limit), ids) in &shapes {
+                let rows = tasks::for_projects(conn, ids, *status, *after, *limit).await?;
+                for id in ids {
+                    out.insert(
+                        ProjectTasksKey {
+                            project_id: *id,
                             status: *status,
                             after: *after,
                             limit: *limit,
-                        };
-                        out.entry(key).or_insert_with(Vec::new).push(task);
-                    }
+                        },
+                        Vec::new(),
+                    );
                 }
-                Ok(out)
-            })
-        }
-        .await
-        .map_err(Arc::new)?;
+                for task in rows {
+                    let key = ProjectTasksKey {
+                        project_id: task.project_id,
+                        status: *status,
+                        after: *after,
+                        limit: *limit,
+                    };
+                    out.entry(key).or_insert_with(Vec::new).push(task);
+                }
+            }
+            Ok(out)
+        });
         Ok(found)
     }
 }
@@ -169,35 +164,31 @@ impl Loader<ProjectTaskCountKey> for TenantLoader {
                 .or_default()
                 .push(key.project_id);
         }
-        let counts = async {
-            in_tenant!(&self.pool, &self.bind, |conn| {
-                let mut out = HashMap::new();
-                for (status, ids) in &by_status {
-                    let mut query = tasks_table::table
-                        .filter(tasks_table::project_id.eq_any(ids))
-                        .group_by(tasks_table::project_id)
-                        .select((tasks_table::project_id, diesel::dsl::count_star()))
-                        .into_boxed();
-                    if let Some(status) = status {
-                        query = query.filter(tasks_table::status.eq(*status));
-                    }
-                    let rows: Vec<(Uuid, i64)> = query.load(conn).await?;
-                    let found: HashMap<Uuid, i64> = rows.into_iter().collect();
-                    for id in ids {
-                        out.insert(
-                            ProjectTaskCountKey {
-                                project_id: *id,
-                                status: *status,
-                            },
-                            found.get(id).copied().unwrap_or(0),
-                        );
-                    }
+        let counts = batch!(self, |conn| {
+            let mut out = HashMap::new();
+            for (status, ids) in &by_status {
+                let mut query = tasks_table::table
+                    .filter(tasks_table::project_id.eq_any(ids))
+                    .group_by(tasks_table::project_id)
+                    .select((tasks_table::project_id, diesel::dsl::count_star()))
+                    .into_boxed();
+                if let Some(status) = status {
+                    query = query.filter(tasks_table::status.eq(*status));
                 }
-                Ok(out)
-            })
-        }
-        .await
-        .map_err(Arc::new)?;
+                let rows: Vec<(Uuid, i64)> = query.load(conn).await?;
+                let found: HashMap<Uuid, i64> = rows.into_iter().collect();
+                for id in ids {
+                    out.insert(
+                        ProjectTaskCountKey {
+                            project_id: *id,
+                            status: *status,
+                        },
+                        found.get(id).copied().unwrap_or(0),
+                    );
+                }
+            }
+            Ok(out)
+        });
         Ok(counts)
     }
 }
@@ -247,14 +238,7 @@ impl Loader<UserRolesKey> for TenantLoader {
         keys: &[UserRolesKey],
     ) -> Result<HashMap<UserRolesKey, Vec<Assignment>>, LoadError> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = async {
-            in_tenant!(&self.pool, &self.bind, |conn| Ok(roles::assignments_of(
-                conn, &ids
-            )
-            .await?))
-        }
-        .await
-        .map_err(Arc::new)?;
+        let rows = batch!(self, |conn| Ok(roles::assignments_of(conn, &ids).await?));
         Ok(group(
             keys,
             rows.into_iter().map(|a| (UserRolesKey(a.user_id), a)),
@@ -269,15 +253,11 @@ impl Loader<RoleKey> for TenantLoader {
     async fn load(&self, keys: &[RoleKey]) -> Result<HashMap<RoleKey, Role>, LoadError> {
         use crate::db::schema::tenant::roles as r;
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows: Vec<Role> = async {
-            in_tenant!(&self.pool, &self.bind, |conn| Ok(r::table
-                .filter(r::id.eq_any(&ids))
-                .select(Role::as_select())
-                .load(conn)
-                .await?))
-        }
-        .await
-        .map_err(Arc::new)?;
+        let rows: Vec<Role> = batch!(self, |conn| Ok(r::table
+            .filter(r::id.eq_any(&ids))
+            .select(Role::as_select())
+            .load(conn)
+            .await?));
         Ok(rows.into_iter().map(|r| (RoleKey(r.id), r)).collect())
     }
 }
@@ -291,14 +271,7 @@ impl Loader<RolePermissionsKey> for TenantLoader {
         keys: &[RolePermissionsKey],
     ) -> Result<HashMap<RolePermissionsKey, Vec<String>>, LoadError> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let map = async {
-            in_tenant!(&self.pool, &self.bind, |conn| Ok(roles::own_permissions(
-                conn, &ids
-            )
-            .await?))
-        }
-        .await
-        .map_err(Arc::new)?;
+        let map = batch!(self, |conn| Ok(roles::own_permissions(conn, &ids).await?));
         Ok(keys
             .iter()
             .map(|k| (*k, map.get(&k.0).cloned().unwrap_or_default()))
@@ -312,14 +285,7 @@ impl Loader<TeamKey> for TenantLoader {
 
     async fn load(&self, keys: &[TeamKey]) -> Result<HashMap<TeamKey, Team>, LoadError> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = async {
-            in_tenant!(&self.pool, &self.bind, |conn| Ok(teams::find_many(
-                conn, &ids
-            )
-            .await?))
-        }
-        .await
-        .map_err(Arc::new)?;
+        let rows = batch!(self, |conn| Ok(teams::find_many(conn, &ids).await?));
         Ok(rows.into_iter().map(|t| (TeamKey(t.id), t)).collect())
     }
 }
@@ -333,14 +299,7 @@ impl Loader<TeamChildrenKey> for TenantLoader {
         keys: &[TeamChildrenKey],
     ) -> Result<HashMap<TeamChildrenKey, Vec<Team>>, LoadError> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = async {
-            in_tenant!(&self.pool, &self.bind, |conn| Ok(teams::children_of(
-                conn, &ids
-            )
-            .await?))
-        }
-        .await
-        .map_err(Arc::new)?;
+        let rows = batch!(self, |conn| Ok(teams::children_of(conn, &ids).await?));
         Ok(group(
             keys,
             rows.into_iter()
@@ -358,14 +317,7 @@ impl Loader<TeamMembersKey> for TenantLoader {
         keys: &[TeamMembersKey],
     ) -> Result<HashMap<TeamMembersKey, Vec<User>>, LoadError> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = async {
-            in_tenant!(&self.pool, &self.bind, |conn| Ok(teams::members_of(
-                conn, &ids
-            )
-            .await?))
-        }
-        .await
-        .map_err(Arc::new)?;
+        let rows = batch!(self, |conn| Ok(teams::members_of(conn, &ids).await?));
         Ok(group(
             keys,
             rows.into_iter().map(|(t, u)| (TeamMembersKey(t), u)),
