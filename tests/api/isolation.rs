@@ -428,3 +428,31 @@ async fn every_tenant_gets_its_own_role_with_rights_on_its_own_schema_only() {
         1
     );
 }
+
+#[tokio::test]
+async fn tenants_made_before_roles_get_one_on_migrate() {
+    let app = TestApp::spawn().await;
+    let token = app.tenant_with_owner("alpha", "free").await;
+    let old = app.binding("alpha").await.role;
+    // As if the tenant predated per-tenant roles.
+    let mut db = app.db().await;
+    db.batch_execute(&format!(
+        "UPDATE management.tenants SET db_role = NULL; DROP OWNED BY \"{old}\"; DROP ROLE \"{old}\""
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        strata::tenancy::db_role::backfill(&mut db).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        strata::tenancy::db_role::backfill(&mut db).await.unwrap(),
+        0,
+        "once"
+    );
+    app.app.tenants.clear();
+    let new = app.binding("alpha").await.role;
+    assert_ne!(new, old);
+    let body = app.gql().token(&token).send(PROJECT_NAMES, json!({})).await;
+    assert!(body["errors"].is_null(), "{body}");
+}
