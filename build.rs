@@ -4,7 +4,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tenant_template");
+    // Read at run time: a build script binary can be reused across checkouts
+    // sharing one target directory.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = Path::new(&manifest_dir).join("tenant_template");
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut steps: Vec<(u32, String, std::path::PathBuf)> = Vec::new();
     for entry in std::fs::read_dir(&dir).expect("tenant_template/ exists") {

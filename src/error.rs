@@ -22,6 +22,10 @@ pub enum AppError {
     /// The tenant exists but is suspended.
     #[error("tenant '{0}' is suspended")]
     TenantSuspended(String),
+    /// The tenant's schema is behind this server's template: it is served
+    /// again once `strata tenants migrate` has brought it up.
+    #[error("{0}")]
+    TenantMigrationPending(String),
     /// Two sources in the request name different tenants.
     #[error("{0}")]
     TenantMismatch(String),
@@ -69,6 +73,7 @@ impl AppError {
             Self::TenantNotFound(_) => "TENANT_NOT_FOUND",
             Self::TenantSuspended(_) => "TENANT_SUSPENDED",
             Self::TenantMismatch(_) => "TENANT_MISMATCH",
+            Self::TenantMigrationPending(_) => "TENANT_MIGRATION_PENDING",
             Self::BadUserInput { .. } => "BAD_USER_INPUT",
             Self::NotFound { .. } => "NOT_FOUND",
             Self::Conflict { .. } => "CONFLICT",
@@ -297,6 +302,10 @@ mod tests {
         let cases = [
             (AppError::Unauthenticated("x".into()), "UNAUTHENTICATED"),
             (AppError::Forbidden("x".into()), "FORBIDDEN"),
+            (
+                AppError::TenantMigrationPending("x".into()),
+                "TENANT_MIGRATION_PENDING",
+            ),
             (
                 AppError::RateLimited {
                     message: "x".into(),

@@ -76,6 +76,18 @@ enum TenantsCommand {
         #[command(flatten)]
         config: Config,
     },
+    /// Brings every tenant to the latest template version, one transaction
+    /// per tenant. Safe to stop and run again; exits non-zero if any tenant failed.
+    Migrate {
+        #[command(flatten)]
+        config: Config,
+        /// Tenants migrated at once.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+        /// List what each tenant would get, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[tokio::main]
@@ -303,6 +315,16 @@ async fn tenants(command: TenantsCommand) -> anyhow::Result<()> {
             stop(pg).await?;
             result
         }
+        TenantsCommand::Migrate {
+            config,
+            jobs,
+            dry_run,
+        } => {
+            let (url, pg) = open_database(&config).await?;
+            let result = migrate_fleet(&url, jobs, dry_run).await;
+            stop(pg).await?;
+            result
+        }
         TenantsCommand::List { config } => {
             let (url, pg) = open_database(&config).await?;
             let (pool, _) = db::build_pool(&url, 1);
@@ -337,4 +359,104 @@ async fn tenants(command: TenantsCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `strata tenants migrate`.
+async fn migrate_fleet(url: &str, jobs: usize, dry_run: bool) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use strata::tenancy::fleet::{self, Outcome};
+    use strata::tenancy::template::{TEMPLATE, latest_version};
+
+    migrate(url).await?;
+    let latest = latest_version(TEMPLATE);
+    let jobs = jobs.clamp(1, 64);
+    let (pool, _) = db::build_pool(url, u32::try_from(jobs).unwrap_or(64) + 1);
+    let behind = {
+        let mut conn = pool.get().await.context("connecting")?;
+        fleet::behind(&mut conn, latest).await?
+    };
+    if behind.is_empty() {
+        println!("every tenant is at template version {latest}; nothing to do");
+        return Ok(());
+    }
+    if dry_run {
+        for t in &behind {
+            let steps: Vec<&str> = TEMPLATE
+                .iter()
+                .filter(|s| s.version > t.version)
+                .map(|s| s.name)
+                .collect();
+            println!(
+                "{:<40} {} -> {latest}: {}",
+                t.slug,
+                t.version,
+                steps.join(", ")
+            );
+        }
+        println!(
+            "{} tenant(s) behind version {latest}; dry run, nothing changed",
+            behind.len()
+        );
+        return Ok(());
+    }
+    let bar = indicatif::ProgressBar::new(behind.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} tenants  {msg}  eta {eta}",
+        )
+        .context("progress bar template")?,
+    );
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    {
+        let (stop_flag, bar) = (stop_flag.clone(), bar.clone());
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop_flag.store(true, Ordering::Relaxed);
+                bar.println(
+                    "stopping: tenants under way finish, no new ones start (run again to continue)",
+                );
+            }
+        });
+    }
+    let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let progress = {
+        let (bar, failed) = (bar.clone(), failed.clone());
+        move |tenant: &fleet::Behind, outcome: &Outcome| {
+            if let Outcome::Failed { step, error, .. } = outcome {
+                let n = failed.fetch_add(1, Ordering::Relaxed) + 1;
+                bar.println(format!("FAILED {} at step {step}: {error}", tenant.slug));
+                bar.set_message(format!("{n} failed"));
+            }
+            if !matches!(outcome, Outcome::Skipped) {
+                bar.inc(1);
+            }
+        }
+    };
+    let summary = fleet::migrate_all(&pool, TEMPLATE, jobs, stop_flag.clone(), progress)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    bar.finish_and_clear();
+    println!(
+        "migrated {} tenant(s) to version {latest}; {} already current; {} failed; {} not started",
+        summary.migrated,
+        summary.current,
+        summary.failed.len(),
+        summary.skipped
+    );
+    for (slug, step, error) in &summary.failed {
+        println!("  {slug}: step {step}: {error}");
+    }
+    if !summary.failed.is_empty() {
+        anyhow::bail!(
+            "{} tenant(s) failed and stay at their old version; fix and run again",
+            summary.failed.len()
+        );
+    }
+    if summary.skipped > 0 {
+        anyhow::bail!(
+            "stopped with {} tenant(s) not started; run again to continue",
+            summary.skipped
+        );
+    }
+    Ok(())
 }

@@ -42,9 +42,27 @@ pub mod management {
         }
     }
 
+    diesel::table! {
+        management.tenant_migration_failures (id) {
+            id -> Uuid,
+            tenant_id -> Uuid,
+            from_version -> Int4,
+            to_version -> Int4,
+            failed_version -> Int4,
+            error -> Text,
+            failed_at -> Timestamptz,
+        }
+    }
+
     diesel::joinable!(tenants -> plans (plan_code));
+    diesel::joinable!(tenant_migration_failures -> tenants (tenant_id));
     diesel::joinable!(tenant_domains -> tenants (tenant_id));
-    diesel::allow_tables_to_appear_in_same_query!(plans, tenants, tenant_domains);
+    diesel::allow_tables_to_appear_in_same_query!(
+        plans,
+        tenants,
+        tenant_domains,
+        tenant_migration_failures,
+    );
 }
 
 /// Tables inside every `tenant_<slug>` schema (see `tenant_template/`).

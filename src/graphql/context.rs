@@ -16,6 +16,7 @@ use crate::graphql::loaders::TenantLoader;
 use crate::in_tenant;
 use crate::tenancy::conn::TenantBinding;
 use crate::tenancy::resolver::{self, TenantSources};
+use crate::tenancy::template::latest_version;
 use crate::tenancy::tenants::Tenant;
 
 /// What one request knows about itself.
@@ -214,6 +215,19 @@ impl RequestCtx {
             .get_or_try_init(|| async {
                 let tenant =
                     resolver::resolve(&self.app.pool, &self.app.tenants, &self.sources).await?;
+                // The rollout rule: this server's code expects the schema of
+                // its whole template. A tenant behind it is refused (clearly,
+                // and retryably) until migrated; a tenant ahead of it (a newer
+                // server migrated it first) is served, because template
+                // steps only ever add.
+                let latest = latest_version(self.app.template);
+                if tenant.template_version < latest {
+                    return Err(AppError::TenantMigrationPending(format!(
+                        "tenant '{}' is at template version {} and this server needs {latest}; \
+                         it is served again once `strata tenants migrate` has run",
+                        tenant.slug, tenant.template_version
+                    )));
+                }
                 let bind = TenantBinding::of(&tenant.slug, tenant.db_role.as_deref())?;
                 let loader = DataLoader::new(
                     TenantLoader::new(self.app.pool.clone(), bind.clone()),

@@ -9,6 +9,7 @@ use crate::domain::users::User;
 use crate::error::AppError;
 use crate::graphql::context::ContextExt as _;
 use crate::graphql::pagination::{self, connection, page_size};
+use crate::tenancy::fleet;
 use crate::tenancy::provision::{self, CreateTenant};
 use crate::tenancy::tenants::{self, Tenant};
 
@@ -156,6 +157,46 @@ impl TenantOwner {
     }
 }
 
+/// Where the fleet stands against this server's tenant template.
+#[derive(SimpleObject)]
+pub struct TemplateStatus {
+    /// The newest template version built into this server.
+    pub latest_version: i32,
+    /// How many tenants are at each version, lowest first.
+    pub versions: Vec<VersionCount>,
+    /// Tenants below `latestVersion` (answered `TENANT_MIGRATION_PENDING`
+    /// until `strata tenants migrate` brings them up).
+    pub behind: i64,
+    /// The last failure of each tenant still behind, newest first.
+    pub failures: Vec<MigrationFailure>,
+}
+
+/// Tenants at one template version.
+#[derive(SimpleObject)]
+pub struct VersionCount {
+    /// Template version.
+    pub version: i32,
+    /// Tenants at it.
+    pub tenants: i64,
+}
+
+/// A tenant whose migration failed and rolled back.
+#[derive(SimpleObject)]
+pub struct MigrationFailure {
+    /// The tenant.
+    pub slug: String,
+    /// Its version (unchanged by the failed run).
+    pub from_version: i32,
+    /// Where the run was taking it.
+    pub to_version: i32,
+    /// The template step that failed.
+    pub failed_version: i32,
+    /// PostgreSQL's error, for the operator.
+    pub error: String,
+    /// When.
+    pub failed_at: DateTime<Utc>,
+}
+
 /// Plans and tenants.
 #[derive(Default)]
 pub struct TenantsQuery;
@@ -199,6 +240,42 @@ impl TenantsQuery {
             |t| t.slug.clone(),
             TenantConnectionFields,
         ))
+    }
+
+    /// Tenants per template version and the last migration failures.
+    /// Admin token only.
+    async fn template_status(&self, ctx: &Context<'_>) -> Result<TemplateStatus> {
+        let req = ctx.req()?;
+        req.require_admin()?;
+        let latest = crate::tenancy::template::latest_version(req.app.template);
+        let mut conn = req.app.pool.get().await.map_err(AppError::from)?;
+        let counts = fleet::versions(&mut conn).await.map_err(AppError::from)?;
+        let failures = fleet::open_failures(&mut conn, latest, 100)
+            .await
+            .map_err(AppError::from)?;
+        Ok(TemplateStatus {
+            latest_version: latest,
+            behind: counts
+                .iter()
+                .filter(|(v, _)| *v < latest)
+                .map(|(_, n)| n)
+                .sum(),
+            versions: counts
+                .into_iter()
+                .map(|(version, tenants)| VersionCount { version, tenants })
+                .collect(),
+            failures: failures
+                .into_iter()
+                .map(|f| MigrationFailure {
+                    slug: f.slug,
+                    from_version: f.from_version,
+                    to_version: f.to_version,
+                    failed_version: f.failed_version,
+                    error: f.error,
+                    failed_at: f.failed_at,
+                })
+                .collect(),
+        })
     }
 
     /// One tenant by slug, whatever its status. Admin token only.

@@ -4,6 +4,7 @@
 
 pub mod conn;
 pub mod db_role;
+pub mod fleet;
 pub mod provision;
 pub mod resolver;
 pub mod slug;

@@ -4,6 +4,7 @@ mod common;
 
 mod access;
 mod embedded;
+mod fleet;
 mod http;
 mod isolation;
 mod members;

@@ -1,0 +1,1 @@
+DROP TABLE management.tenant_migration_failures;
