@@ -90,7 +90,7 @@ pub async fn open_failures(
         .load::<Failure>(conn)
         .await
         .map(|mut rows| {
-            rows.sort_by(|a, b| b.failed_at.cmp(&a.failed_at));
+            rows.sort_by_key(|f| std::cmp::Reverse(f.failed_at));
             rows.truncate(usize::try_from(limit).unwrap_or(0));
             rows
         })
