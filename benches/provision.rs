@@ -49,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         session_ttl_secs: 3600,
         login_lock_after: 10,
         login_lock_secs: 900,
+        tenant_retention_days: 30,
     };
     let secrets = Secrets::load(&config)?;
     let app = App::new(config, secrets, strata::db::build_pool(&url, 8))?;

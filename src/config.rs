@@ -58,6 +58,10 @@ pub struct Config {
     /// How long such a lock lasts, in seconds.
     #[arg(long, env = "STRATA_LOGIN_LOCK_SECS", default_value_t = 900)]
     pub login_lock_secs: u64,
+
+    /// Days a deleted tenant can still be restored.
+    #[arg(long, env = "STRATA_TENANT_RETENTION_DAYS", default_value_t = 30)]
+    pub tenant_retention_days: u32,
 }
 
 impl Config {
@@ -72,6 +76,11 @@ impl Config {
                 i64::try_from(self.login_lock_secs).unwrap_or(i64::MAX / 4_000),
             ),
         }
+    }
+
+    /// How long a deleted tenant can be restored.
+    pub fn tenant_retention(&self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.tenant_retention_days))
     }
 
     /// How long a session lasts.

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use strata::config::{Config, Secrets};
 use strata::db::embedded::{self, EmbeddedPostgres};
+use strata::tenancy::lifecycle::{self, Action};
 use strata::tenancy::provision::{self, CreateTenant};
 use strata::{App, db, demo};
 
@@ -76,6 +77,22 @@ enum TenantsCommand {
         #[command(flatten)]
         config: Config,
     },
+    /// Suspends a tenant (its API answers TENANT_SUSPENDED).
+    Suspend(Change),
+    /// Resumes a suspended tenant.
+    Resume(Change),
+    /// Soft-deletes a tenant (restorable during the retention period).
+    Delete(Change),
+    /// Restores a deleted tenant.
+    Restore(Change),
+    /// Drops a deleted tenant for good: schema, data, role and row.
+    Purge {
+        #[command(flatten)]
+        change: Change,
+        /// The slug again, to confirm.
+        #[arg(long)]
+        confirm: String,
+    },
     /// Brings every tenant to the latest template version, one transaction
     /// per tenant. Safe to stop and run again; exits non-zero if any tenant failed.
     Migrate {
@@ -88,6 +105,18 @@ enum TenantsCommand {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+/// A lifecycle change from the command line.
+#[derive(Debug, clap::Args)]
+struct Change {
+    #[command(flatten)]
+    config: Config,
+    /// The tenant.
+    slug: String,
+    /// Why (recorded with who and when).
+    #[arg(long)]
+    reason: String,
 }
 
 #[tokio::main]
@@ -315,6 +344,13 @@ async fn tenants(command: TenantsCommand) -> anyhow::Result<()> {
             stop(pg).await?;
             result
         }
+        TenantsCommand::Suspend(c) => lifecycle_change(c, Some(Action::Suspend), None).await,
+        TenantsCommand::Resume(c) => lifecycle_change(c, Some(Action::Resume), None).await,
+        TenantsCommand::Delete(c) => lifecycle_change(c, Some(Action::Delete), None).await,
+        TenantsCommand::Restore(c) => lifecycle_change(c, Some(Action::Restore), None).await,
+        TenantsCommand::Purge { change, confirm } => {
+            lifecycle_change(change, None, Some(confirm)).await
+        }
         TenantsCommand::Migrate {
             config,
             jobs,
@@ -459,4 +495,41 @@ async fn migrate_fleet(url: &str, jobs: usize, dry_run: bool) -> anyhow::Result<
         );
     }
     Ok(())
+}
+
+/// `strata tenants suspend|resume|delete|restore|purge`.
+async fn lifecycle_change(
+    change: Change,
+    action: Option<Action>,
+    confirm: Option<String>,
+) -> anyhow::Result<()> {
+    let (url, pg) = open_database(&change.config).await?;
+    migrate(&url).await?;
+    let (pool, _) = db::build_pool(&url, 1);
+    let result = match (action, confirm) {
+        (Some(action), _) => lifecycle::change(
+            &pool,
+            &change.slug,
+            action,
+            "cli",
+            &change.reason,
+            change.config.tenant_retention(),
+        )
+        .await
+        .map(|t| println!("tenant {} is now {}", t.slug, t.status)),
+        (None, Some(confirm)) => {
+            lifecycle::purge(&pool, &change.slug, &confirm, "cli", &change.reason)
+                .await
+                .map(|()| {
+                    println!(
+                        "tenant {} purged: schema, data and role dropped",
+                        change.slug
+                    )
+                })
+        }
+        (None, None) => unreachable!("purge always has --confirm"),
+    };
+    drop(pool);
+    stop(pg).await?;
+    result.map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))
 }

@@ -30,6 +30,19 @@ pub mod management {
             created_at -> Timestamptz,
             updated_at -> Timestamptz,
             db_role -> Nullable<Text>,
+            deleted_at -> Nullable<Timestamptz>,
+        }
+    }
+
+    diesel::table! {
+        management.tenant_events (id) {
+            id -> Uuid,
+            tenant_id -> Uuid,
+            slug -> Text,
+            action -> Text,
+            actor -> Text,
+            reason -> Text,
+            at -> Timestamptz,
         }
     }
 
@@ -62,6 +75,7 @@ pub mod management {
         tenants,
         tenant_domains,
         tenant_migration_failures,
+        tenant_events,
     );
 }
 

@@ -10,6 +10,7 @@ use crate::error::AppError;
 use crate::graphql::context::ContextExt as _;
 use crate::graphql::pagination::{self, connection, page_size};
 use crate::tenancy::fleet;
+use crate::tenancy::lifecycle::{self, Action};
 use crate::tenancy::provision::{self, CreateTenant};
 use crate::tenancy::tenants::{self, Tenant};
 
@@ -62,6 +63,27 @@ impl Plan {
 
 #[Object]
 impl Tenant {
+    /// Lifecycle changes, newest first.
+    async fn events(&self, ctx: &Context<'_>) -> Result<Vec<TenantEventRecord>> {
+        let req = ctx.req()?;
+        req.require_admin()?;
+        let mut conn = req.app.pool.get().await.map_err(AppError::from)?;
+        Ok(lifecycle::events_of(&mut conn, self.id)
+            .await
+            .map_err(AppError::from)?
+            .into_iter()
+            .map(|e| TenantEventRecord {
+                action: e.action,
+                actor: e.actor,
+                reason: e.reason,
+                at: e.at,
+            })
+            .collect())
+    }
+    /// When it was soft-deleted; null unless deleted.
+    async fn deleted_at(&self) -> Option<DateTime<Utc>> {
+        self.deleted_at
+    }
     /// Tenant id.
     async fn id(&self) -> ID {
         ID(self.id.to_string())
@@ -155,6 +177,53 @@ impl TenantOwner {
     async fn role(&self) -> &'static str {
         crate::domain::roles::builtin::OWNER
     }
+}
+
+/// A lifecycle change to a tenant.
+#[derive(InputObject)]
+pub struct TenantChangeInput {
+    /// The tenant.
+    pub slug: String,
+    /// Why (recorded with who and when).
+    pub reason: String,
+}
+
+/// Dropping a deleted tenant for good.
+#[derive(InputObject)]
+pub struct PurgeTenantInput {
+    /// The tenant (it must be deleted first).
+    pub slug: String,
+    /// The slug again, to confirm.
+    pub confirm_slug: String,
+    /// Why (recorded with who and when).
+    pub reason: String,
+}
+
+/// The tenant after a lifecycle change.
+#[derive(SimpleObject)]
+pub struct TenantPayload {
+    /// The tenant as it is now.
+    pub tenant: Tenant,
+}
+
+/// A purged tenant.
+#[derive(SimpleObject)]
+pub struct PurgeTenantPayload {
+    /// Its slug (free to use again).
+    pub purged_slug: String,
+}
+
+/// One recorded lifecycle change.
+#[derive(SimpleObject)]
+pub struct TenantEventRecord {
+    /// `suspended`, `resumed`, `deleted`, `restored` or `purged`.
+    pub action: String,
+    /// Who: `admin` (the admin token) or `cli`.
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub at: DateTime<Utc>,
 }
 
 /// Where the fleet stands against this server's tenant template.
@@ -310,6 +379,68 @@ pub struct TenantsMutation;
 
 #[Object]
 impl TenantsMutation {
+    /// Suspends a tenant: its API answers `TENANT_SUSPENDED` (within a
+    /// second on every server); the admin API still works. Admin token only.
+    async fn suspend_tenant(
+        &self,
+        ctx: &Context<'_>,
+        input: TenantChangeInput,
+    ) -> Result<TenantPayload> {
+        change(ctx, input, Action::Suspend).await
+    }
+
+    /// Resumes a suspended tenant. Admin token only.
+    async fn resume_tenant(
+        &self,
+        ctx: &Context<'_>,
+        input: TenantChangeInput,
+    ) -> Result<TenantPayload> {
+        change(ctx, input, Action::Resume).await
+    }
+
+    /// Soft-deletes a tenant: its API answers `TENANT_NOT_FOUND`, its data
+    /// stays, and it can be restored during the retention period
+    /// (`STRATA_TENANT_RETENTION_DAYS`). Admin token only.
+    async fn delete_tenant(
+        &self,
+        ctx: &Context<'_>,
+        input: TenantChangeInput,
+    ) -> Result<TenantPayload> {
+        change(ctx, input, Action::Delete).await
+    }
+
+    /// Restores a deleted tenant within the retention period. Admin token only.
+    async fn restore_tenant(
+        &self,
+        ctx: &Context<'_>,
+        input: TenantChangeInput,
+    ) -> Result<TenantPayload> {
+        change(ctx, input, Action::Restore).await
+    }
+
+    /// Drops a deleted tenant for good: schema, data, database role and row.
+    /// `confirmSlug` must repeat the slug. Admin token only.
+    async fn purge_tenant(
+        &self,
+        ctx: &Context<'_>,
+        input: PurgeTenantInput,
+    ) -> Result<PurgeTenantPayload> {
+        let req = ctx.req()?;
+        req.require_admin()?;
+        lifecycle::purge(
+            &req.app.pool,
+            &input.slug,
+            &input.confirm_slug,
+            "admin",
+            &input.reason,
+        )
+        .await?;
+        req.app.tenants.clear();
+        Ok(PurgeTenantPayload {
+            purged_slug: input.slug,
+        })
+    }
+
     /// Creates a tenant: its schema, the whole tenant template and its owner,
     /// all or nothing. A taken slug is `CONFLICT`. Admin token only.
     async fn create_tenant(
@@ -340,4 +471,24 @@ impl TenantsMutation {
             owner: TenantOwner(made.owner),
         })
     }
+}
+
+async fn change(
+    ctx: &Context<'_>,
+    input: TenantChangeInput,
+    action: Action,
+) -> Result<TenantPayload> {
+    let req = ctx.req()?;
+    req.require_admin()?;
+    let tenant = lifecycle::change(
+        &req.app.pool,
+        &input.slug,
+        action,
+        "admin",
+        &input.reason,
+        req.app.config.tenant_retention(),
+    )
+    .await?;
+    req.app.tenants.clear();
+    Ok(TenantPayload { tenant })
 }

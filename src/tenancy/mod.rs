@@ -5,6 +5,7 @@
 pub mod conn;
 pub mod db_role;
 pub mod fleet;
+pub mod lifecycle;
 pub mod provision;
 pub mod resolver;
 pub mod slug;

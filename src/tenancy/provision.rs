@@ -131,6 +131,7 @@ async fn provision_in_tx(
         created_at: now,
         updated_at: now,
         db_role: Some(DbRole::generate(slug).as_str().to_owned()),
+        deleted_at: None,
     };
     // The row first: a concurrent request for the same slug blocks here and
     // then fails on tenants_slug_key, before touching any schema.

@@ -32,6 +32,8 @@ pub struct Tenant {
     pub updated_at: DateTime<Utc>,
     /// The PostgreSQL role its transactions run under (see [`crate::tenancy::db_role`]).
     pub db_role: Option<String>,
+    /// When it was soft-deleted (it can be restored during the retention period).
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 /// Finds a tenant by slug.

@@ -7,6 +7,7 @@ mod embedded;
 mod fleet;
 mod http;
 mod isolation;
+mod lifecycle;
 mod members;
 mod projects;
 mod provisioning;

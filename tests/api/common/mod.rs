@@ -204,6 +204,7 @@ impl TestAppBuilder {
             session_ttl_secs: 3600,
             login_lock_after: self.login_lock_after,
             login_lock_secs: 900,
+            tenant_retention_days: 30,
         };
         let secrets = Secrets::load(&config).unwrap();
         let admin_token = secrets.admin_token.clone();

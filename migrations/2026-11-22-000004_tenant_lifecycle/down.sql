@@ -1,0 +1,2 @@
+DROP TABLE management.tenant_events;
+ALTER TABLE management.tenants DROP COLUMN deleted_at;
