@@ -127,7 +127,7 @@ async fn change_in_tx(
     reason: &str,
     retention: Duration,
 ) -> AppResult<Tenant> {
-    let tenant = locked(conn, &slug).await?;
+    let tenant = locked(conn, slug).await?;
     let from = tenant.status.as_str();
     let to = match action {
         Action::Suspend => status::SUSPENDED,
@@ -217,7 +217,7 @@ async fn purge_in_tx(
     actor: &str,
     reason: &str,
 ) -> AppResult<()> {
-    let tenant = locked(conn, &slug).await?;
+    let tenant = locked(conn, slug).await?;
     if tenant.status != status::DELETED {
         return Err(AppError::conflict(
             "slug",
