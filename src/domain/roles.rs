@@ -123,11 +123,41 @@ pub async fn effective_permissions(
     conn: &mut AsyncPgConnection,
     role_id: Uuid,
 ) -> QueryResult<PermissionSet> {
-    let sql = format!(
-        "{CHAIN_UP} SELECT DISTINCT p.permission FROM role_permissions p \
-         JOIN chain c ON c.id = p.role_id"
-    );
-    permission_query(conn, &sql, role_id).await
+    let mut found = effective_permissions_of(conn, &[role_id]).await?;
+    Ok(found
+        .remove(&role_id)
+        .unwrap_or_default()
+        .into_iter()
+        .collect())
+}
+
+/// Several roles' permissions with their ancestors', in one query (sorted).
+pub async fn effective_permissions_of(
+    conn: &mut AsyncPgConnection,
+    role_ids: &[Uuid],
+) -> QueryResult<HashMap<Uuid, Vec<String>>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = SqlUuid)]
+        root: Uuid,
+        #[diesel(sql_type = Text)]
+        permission: String,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "WITH RECURSIVE chain (root, id, parent_id) AS ( \
+           SELECT id, id, parent_id FROM roles WHERE id = ANY($1) \
+           UNION SELECT c.root, r.id, r.parent_id FROM roles r JOIN chain c ON r.id = c.parent_id) \
+         SELECT DISTINCT c.root, p.permission FROM chain c \
+         JOIN role_permissions p ON p.role_id = c.id ORDER BY 1, 2",
+    )
+    .bind::<diesel::sql_types::Array<SqlUuid>, _>(role_ids)
+    .load(conn)
+    .await?;
+    let mut map: HashMap<Uuid, Vec<String>> = HashMap::new();
+    for row in rows {
+        map.entry(row.root).or_default().push(row.permission);
+    }
+    Ok(map)
 }
 
 /// Every permission of `role_id` and of every role that inherits from it,

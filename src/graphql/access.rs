@@ -9,7 +9,7 @@ use crate::domain::roles::{self, Assignment, Role, RoleFields};
 use crate::domain::{audit, users};
 use crate::error::AppError;
 use crate::graphql::context::ContextExt as _;
-use crate::graphql::loaders::{RoleKey, RolePermissionsKey, load_error};
+use crate::graphql::loaders::{RoleEffectiveKey, RoleKey, RolePermissionsKey, load_error};
 use crate::graphql::pagination::parse_id;
 use crate::graphql::users::UserPayload;
 use crate::in_tenant;
@@ -67,15 +67,15 @@ impl Role {
             .map_err(load_error)?
             .unwrap_or_default())
     }
-    /// Own and inherited permissions.
+    /// Own and inherited permissions (batched across roles).
     async fn effective_permissions(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
-        let req = ctx.req()?;
-        let scope = req.tenant().await?;
-        let id = self.id;
-        let set = in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
-            roles::effective_permissions(conn, id).await?
-        ))?;
-        Ok(set.to_vec())
+        let scope = ctx.req()?.tenant().await?;
+        Ok(scope
+            .loader
+            .load_one(RoleEffectiveKey(self.id))
+            .await
+            .map_err(load_error)?
+            .unwrap_or_default())
     }
 }
 

@@ -205,6 +205,10 @@ pub struct RoleKey(pub Uuid);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RolePermissionsKey(pub Uuid);
 
+/// A role's permissions with its ancestors'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RoleEffectiveKey(pub Uuid);
+
 /// A team, by id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TeamKey(pub Uuid);
@@ -272,6 +276,25 @@ impl Loader<RolePermissionsKey> for TenantLoader {
     ) -> Result<HashMap<RolePermissionsKey, Vec<String>>, LoadError> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
         let map = batch!(self, |conn| Ok(roles::own_permissions(conn, &ids).await?));
+        Ok(keys
+            .iter()
+            .map(|k| (*k, map.get(&k.0).cloned().unwrap_or_default()))
+            .collect())
+    }
+}
+
+impl Loader<RoleEffectiveKey> for TenantLoader {
+    type Value = Vec<String>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[RoleEffectiveKey],
+    ) -> Result<HashMap<RoleEffectiveKey, Vec<String>>, LoadError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let map = batch!(self, |conn| Ok(
+            roles::effective_permissions_of(conn, &ids).await?
+        ));
         Ok(keys
             .iter()
             .map(|k| (*k, map.get(&k.0).cloned().unwrap_or_default()))

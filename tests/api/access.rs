@@ -91,6 +91,40 @@ async fn the_owner_holds_the_whole_catalogue_and_each_role_its_share() {
         ),
         vec!["members:read", "projects:read", "tasks:read"]
     );
+    // Listing roles with their permissions costs the same for 4 roles or 7.
+    let statements = || async {
+        let before = app.app.query_stats.statements();
+        let body = app
+            .gql()
+            .token(&owner)
+            .send(
+                "{ roles { key permissions effectivePermissions parent { key } } }",
+                json!({}),
+            )
+            .await;
+        assert!(body["errors"].is_null(), "{body}");
+        app.app.query_stats.statements() - before
+    };
+    let few = statements().await;
+    for key in ["r1", "r2", "r3"] {
+        let made = app
+            .gql()
+            .token(&owner)
+            .send(
+                "mutation($k: String!) { createRole(input: {key: $k, name: $k, permissions: [\"projects:read\"]}) { role { id } } }",
+                json!({ "k": key }),
+            )
+            .await;
+        assert!(made["errors"].is_null(), "{made}");
+    }
+    // A query per role would add at least 9 (a transaction each for 3 more
+    // roles); the slack covers a tenant lookup after the 1 s cache expires
+    // and a freshly opened pool connection.
+    let many = statements().await;
+    assert!(
+        many <= few + 2,
+        "statements grew with roles: {few} -> {many}"
+    );
     let admin = app.member(&owner, "acme", "ada", "admin").await;
     let admin_perms = permissions(
         &app.gql()
