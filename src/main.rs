@@ -10,6 +10,8 @@ use strata::config::{Config, Secrets};
 use strata::db::embedded::{self, EmbeddedPostgres};
 use strata::tenancy::lifecycle::{self, Action};
 use strata::tenancy::provision::{self, CreateTenant};
+use strata::tenancy::template::TEMPLATE;
+use strata::tenancy::transfer;
 use strata::{App, db, demo};
 
 /// Multi-tenant GraphQL API server: one PostgreSQL schema per tenant.
@@ -32,6 +34,14 @@ enum Command {
     },
     /// Applies the management schema's migrations, then exits.
     Migrate {
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Checks that tenants are kept apart: rows and schemas match, each
+    /// schema is what its template version builds, nothing references
+    /// another schema, each tenant role has rights on its own schema only.
+    /// Exits non-zero on any finding.
+    Doctor {
         #[command(flatten)]
         config: Config,
     },
@@ -92,6 +102,44 @@ enum TenantsCommand {
         /// The slug again, to confirm.
         #[arg(long)]
         confirm: String,
+    },
+    /// Writes one tenant's schema and data to a single file (JSON Lines),
+    /// from one consistent snapshot. The file holds password hashes: keep it safe.
+    Export {
+        #[command(flatten)]
+        config: Config,
+        /// The tenant (any status).
+        slug: String,
+        /// The file to write; unset: `<slug>-<UTC time>.strata-export.jsonl`.
+        /// It appears only once complete.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Creates a new tenant from an export file. Users sign in with their
+    /// passwords; sessions, API keys and open invitations are revoked.
+    Import {
+        #[command(flatten)]
+        config: Config,
+        /// The export file.
+        file: PathBuf,
+        /// The new tenant's slug.
+        #[arg(long)]
+        slug: String,
+        /// The new tenant's name; unset: the name in the file.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Creates a new tenant as a copy of another, inside the database.
+    Clone {
+        #[command(flatten)]
+        config: Config,
+        /// The tenant to copy.
+        from: String,
+        /// The new tenant's slug.
+        to: String,
+        /// The new tenant's name; unset: the source's.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Brings every tenant to the latest template version, one transaction
     /// per tenant. Safe to stop and run again; exits non-zero if any tenant failed.
@@ -155,6 +203,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             stop(pg).await
         }
         Command::Tenants { command } => tenants(command).await,
+        Command::Doctor { config } => {
+            let (url, pg) = open_database(&config).await?;
+            let result = doctor(&url).await;
+            stop(pg).await?;
+            result
+        }
         Command::PrintSchema { out } => {
             let sdl = strata::graphql::sdl();
             if out.as_os_str() == "-" {
@@ -361,6 +415,45 @@ async fn tenants(command: TenantsCommand) -> anyhow::Result<()> {
             stop(pg).await?;
             result
         }
+        TenantsCommand::Export { config, slug, out } => {
+            let (url, pg) = open_database(&config).await?;
+            let result = export(&url, &slug, out).await;
+            stop(pg).await?;
+            result
+        }
+        TenantsCommand::Import {
+            config,
+            file,
+            slug,
+            name,
+        } => {
+            let (url, pg) = open_database(&config).await?;
+            let result = import(&url, &file, &slug, name.as_deref()).await;
+            stop(pg).await?;
+            result
+        }
+        TenantsCommand::Clone {
+            config,
+            from,
+            to,
+            name,
+        } => {
+            let (url, pg) = open_database(&config).await?;
+            let result = async {
+                migrate(&url).await?;
+                let (pool, _) = db::build_pool(&url, 1);
+                let moved =
+                    transfer::clone_tenant(&pool, TEMPLATE, &from, &to, name.as_deref(), "cli")
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?;
+                println!("created tenant {} as a copy of {from}", moved.tenant.slug);
+                print_rows(&moved.rows);
+                Ok(())
+            }
+            .await;
+            stop(pg).await?;
+            result
+        }
         TenantsCommand::List { config } => {
             let (url, pg) = open_database(&config).await?;
             let (pool, _) = db::build_pool(&url, 1);
@@ -397,11 +490,123 @@ async fn tenants(command: TenantsCommand) -> anyhow::Result<()> {
     }
 }
 
+/// `strata doctor`.
+async fn doctor(url: &str) -> anyhow::Result<()> {
+    migrate(url).await?;
+    let mut conn = db::connect_with_retry(url, std::time::Duration::from_secs(30)).await?;
+    let report = strata::tenancy::doctor::check(&mut conn, TEMPLATE).await?;
+    for finding in &report.findings {
+        println!("{finding}");
+    }
+    println!(
+        "checked {} tenant(s) and {} tenant schema(s): {} finding(s)",
+        report.tenants,
+        report.schemas,
+        report.findings.len()
+    );
+    if !report.is_clean() {
+        anyhow::bail!("the database does not keep its tenants apart; see the findings above");
+    }
+    Ok(())
+}
+
+/// `strata tenants export`: written next to its destination, renamed into
+/// place once whole, so a half-written file never carries the final name.
+async fn export(url: &str, slug: &str, out: Option<PathBuf>) -> anyhow::Result<()> {
+    migrate(url).await?;
+    let out = out.unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "{slug}-{}.strata-export.jsonl",
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+        ))
+    });
+    let mut partial = out.clone().into_os_string();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let file = std::fs::File::create(&partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
+    let mut writer = std::io::BufWriter::new(file);
+    let (pool, _) = db::build_pool(url, 1);
+    let result = transfer::export(
+        &pool,
+        TEMPLATE,
+        slug,
+        &mut writer,
+        "cli",
+        &out.display().to_string(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))
+    .and_then(|moved| {
+        let file = writer.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&partial, &out)
+            .with_context(|| format!("renaming {} to {}", partial.display(), out.display()))?;
+        Ok(moved)
+    });
+    match result {
+        Ok(moved) => {
+            println!(
+                "exported tenant {} (template version {}) to {}",
+                moved.tenant.slug,
+                moved.tenant.template_version,
+                out.display()
+            );
+            print_rows(&moved.rows);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
+        }
+    }
+}
+
+/// `strata tenants import`.
+async fn import(
+    url: &str,
+    file: &std::path::Path,
+    slug: &str,
+    name: Option<&str>,
+) -> anyhow::Result<()> {
+    migrate(url).await?;
+    let input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let mut input = std::io::BufReader::new(input);
+    let (pool, _) = db::build_pool(url, 1);
+    let moved = transfer::import(
+        &pool,
+        TEMPLATE,
+        &mut input,
+        &file.display().to_string(),
+        slug,
+        name,
+        "cli",
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?;
+    println!(
+        "created tenant {} (template version {}) from {}",
+        moved.tenant.slug,
+        moved.tenant.template_version,
+        file.display()
+    );
+    print_rows(&moved.rows);
+    Ok(())
+}
+
+fn print_rows(rows: &[(String, u64)]) {
+    let total: u64 = rows.iter().map(|(_, n)| n).sum();
+    for (table, n) in rows {
+        println!("  {table:<20} {n:>9} row(s)");
+    }
+    println!("  {:<20} {total:>9} row(s)", "total");
+}
+
 /// `strata tenants migrate`.
 async fn migrate_fleet(url: &str, jobs: usize, dry_run: bool) -> anyhow::Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use strata::tenancy::fleet::{self, Outcome};
-    use strata::tenancy::template::{TEMPLATE, latest_version};
+    use strata::tenancy::template::latest_version;
 
     migrate(url).await?;
     let latest = latest_version(TEMPLATE);

@@ -206,6 +206,26 @@ pub struct TenantPayload {
     pub tenant: Tenant,
 }
 
+/// A copy of a tenant, made inside the database.
+#[derive(InputObject)]
+pub struct CloneTenantInput {
+    /// The tenant to copy (not deleted).
+    pub from: String,
+    /// The new tenant's slug.
+    pub to: String,
+    /// The new tenant's name; unset: the source's.
+    pub name: Option<String>,
+}
+
+/// The new tenant and what it got.
+#[derive(SimpleObject)]
+pub struct CloneTenantPayload {
+    /// The new tenant, at the latest template version.
+    pub tenant: Tenant,
+    /// Rows copied, over all tables.
+    pub rows_copied: i64,
+}
+
 /// A purged tenant.
 #[derive(SimpleObject)]
 pub struct PurgeTenantPayload {
@@ -216,7 +236,9 @@ pub struct PurgeTenantPayload {
 /// One recorded lifecycle change.
 #[derive(SimpleObject)]
 pub struct TenantEventRecord {
-    /// `suspended`, `resumed`, `deleted`, `restored` or `purged`.
+    /// `suspended`, `resumed`, `deleted`, `restored`, `purged`,
+    /// `exported` (its data was written to a file or cloned), `imported`
+    /// (made from an export file) or `cloned` (made as a copy of a tenant).
     pub action: String,
     /// Who: `admin` (the admin token) or `cli`.
     pub actor: String,
@@ -407,6 +429,34 @@ impl TenantsMutation {
         input: TenantChangeInput,
     ) -> Result<TenantPayload> {
         change(ctx, input, Action::Delete).await
+    }
+
+    /// Creates tenant `to` as a copy of tenant `from`: schema, data and
+    /// users (who sign in with their passwords), from one consistent
+    /// snapshot, in one transaction, with a database role of its own.
+    /// Sessions, API keys and open invitations are not carried over: they
+    /// are revoked in the copy. Recorded on both tenants. Admin token only.
+    async fn clone_tenant(
+        &self,
+        ctx: &Context<'_>,
+        input: CloneTenantInput,
+    ) -> Result<CloneTenantPayload> {
+        let req = ctx.req()?;
+        req.require_admin()?;
+        let moved = crate::tenancy::transfer::clone_tenant(
+            &req.app.pool,
+            req.app.template,
+            &input.from,
+            &input.to,
+            input.name.as_deref(),
+            "admin",
+        )
+        .await?;
+        req.app.tenants.clear();
+        Ok(CloneTenantPayload {
+            rows_copied: moved.rows.iter().map(|(_, n)| *n as i64).sum(),
+            tenant: moved.tenant,
+        })
     }
 
     /// Restores a deleted tenant within the retention period. Admin token only.

@@ -82,7 +82,8 @@ async fn locked(conn: &mut AsyncPgConnection, slug: &str) -> AppResult<Tenant> {
         .ok_or_else(|| AppError::not_found(Some("slug"), format!("no tenant '{slug}'")))
 }
 
-async fn record(
+/// Records a change to `tenant` in `management.tenant_events`.
+pub(crate) async fn record(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
     action: &str,
@@ -175,7 +176,7 @@ async fn change_in_tx(
 }
 
 /// Commits on `Ok`, rolls back otherwise.
-async fn finish<T>(conn: &mut AsyncPgConnection, result: AppResult<T>) -> AppResult<T> {
+pub(crate) async fn finish<T>(conn: &mut AsyncPgConnection, result: AppResult<T>) -> AppResult<T> {
     match result {
         Ok(v) => {
             AnsiTransactionManager::commit_transaction(conn).await?;

@@ -4,6 +4,7 @@
 
 pub mod conn;
 pub mod db_role;
+pub mod doctor;
 pub mod fleet;
 pub mod lifecycle;
 pub mod provision;
@@ -11,5 +12,6 @@ pub mod resolver;
 pub mod slug;
 pub mod template;
 pub mod tenants;
+pub mod transfer;
 
 pub use slug::TenantSlug;

@@ -50,13 +50,7 @@ pub async fn create_tenant(
 ) -> AppResult<Provisioned> {
     let slug =
         TenantSlug::parse(&input.slug).map_err(|e| AppError::bad_input("slug", e.to_string()))?;
-    let name = input.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 200 || name.contains('\0') {
-        return Err(AppError::bad_input(
-            "name",
-            "name must be 1 to 200 characters",
-        ));
-    }
+    let name = parse_name(&input.name)?;
     let email = users::parse_email(&input.owner_email, "owner.email")?;
     let display_name = users::parse_display_name(&input.owner_display_name, "owner.displayName")?;
     auth::check_new_password(&input.owner_password, "owner.password")?;
@@ -119,6 +113,42 @@ async fn provision_in_tx(
     plan: &str,
     owner: users::NewUser<'_>,
 ) -> AppResult<Provisioned> {
+    let tenant = create_schema(conn, template, slug, name, plan).await?;
+    let role = role_of(&tenant)?;
+    db_role::create(conn, slug, &role).await?;
+    let owner = users::insert(conn, owner).await?;
+    let owner_role = roles::find_by_key(conn, roles::builtin::OWNER)
+        .await?
+        .ok_or_else(|| {
+            AppError::internal(anyhow::anyhow!("the tenant template seeds no owner role"))
+        })?;
+    roles::assign(conn, owner.id, owner_role.id, None, None).await?;
+    Ok(Provisioned { tenant, owner })
+}
+
+/// Checks a tenant's display name: 1 to 200 characters.
+pub(crate) fn parse_name(raw: &str) -> AppResult<String> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.contains('\0') {
+        return Err(AppError::bad_input(
+            "name",
+            "name must be 1 to 200 characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Inside a transaction: records the tenant (at the version `steps` ends
+/// at, with a fresh role name), creates its schema, binds the search_path
+/// to it for the rest of the transaction and applies `steps`. The caller
+/// creates the role once every table exists.
+pub(crate) async fn create_schema(
+    conn: &mut AsyncPgConnection,
+    steps: &[TemplateStep],
+    slug: &TenantSlug,
+    name: &str,
+    plan: &str,
+) -> AppResult<Tenant> {
     let now = chrono::Utc::now();
     let tenant = Tenant {
         id: Uuid::now_v7(),
@@ -127,7 +157,7 @@ async fn provision_in_tx(
         plan_code: plan.to_owned(),
         status: status::ACTIVE.to_owned(),
         schema_name: slug.schema_name(),
-        template_version: latest_version(template),
+        template_version: latest_version(steps),
         created_at: now,
         updated_at: now,
         db_role: Some(DbRole::generate(slug).as_str().to_owned()),
@@ -156,7 +186,17 @@ async fn provision_in_tx(
         "CREATE SCHEMA {schema}; SET LOCAL search_path TO {schema}"
     ))
     .await?;
-    for step in template {
+    apply_steps(conn, steps, slug).await?;
+    Ok(tenant)
+}
+
+/// Runs template steps on the schema the search_path is bound to.
+pub(crate) async fn apply_steps(
+    conn: &mut AsyncPgConnection,
+    steps: &[TemplateStep],
+    slug: &TenantSlug,
+) -> AppResult<()> {
+    for step in steps {
         conn.batch_execute(step.sql).await.map_err(|e| {
             AppError::internal(anyhow::anyhow!(
                 "tenant template step {} ({}) failed for {slug}: {e}",
@@ -165,18 +205,19 @@ async fn provision_in_tx(
             ))
         })?;
     }
-    let role = tenant
+    Ok(())
+}
+
+/// The tenant's database role, as recorded.
+pub(crate) fn role_of(tenant: &Tenant) -> AppResult<DbRole> {
+    tenant
         .db_role
         .as_deref()
         .and_then(DbRole::parse)
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("generated role name is invalid")))?;
-    db_role::create(conn, slug, &role).await?;
-    let owner = users::insert(conn, owner).await?;
-    let owner_role = roles::find_by_key(conn, roles::builtin::OWNER)
-        .await?
         .ok_or_else(|| {
-            AppError::internal(anyhow::anyhow!("the tenant template seeds no owner role"))
-        })?;
-    roles::assign(conn, owner.id, owner_role.id, None, None).await?;
-    Ok(Provisioned { tenant, owner })
+            AppError::internal(anyhow::anyhow!(
+                "tenant {} has no valid role name",
+                tenant.slug
+            ))
+        })
 }

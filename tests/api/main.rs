@@ -3,6 +3,7 @@
 mod common;
 
 mod access;
+mod doctor;
 mod embedded;
 mod fleet;
 mod http;
@@ -13,3 +14,4 @@ mod projects;
 mod provisioning;
 mod sessions;
 mod sign_in;
+mod transfer;
