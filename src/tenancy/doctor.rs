@@ -121,46 +121,48 @@ struct Found {
 /// Describes every object of the schemas in `$1`, one line each, with the
 /// schema's own name taken out of definitions so that two schemas built
 /// alike describe alike.
+///
+/// Each branch joins its catalog to the schemas once (a hash join), rather
+/// than scanning the catalog per schema: at a thousand tenants that is the
+/// difference between a second and minutes.
 const DESCRIBE: &str = "\
     WITH s AS (SELECT oid, nspname FROM pg_namespace WHERE nspname = ANY($1)) \
-    SELECT s.nspname::text AS schema, replace(x.raw, s.nspname || '.', '') AS line \
-    FROM s, LATERAL ( \
-        SELECT format('relation %s (%s)', c.relname, c.relkind) FROM pg_class c \
-        WHERE c.relnamespace = s.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') \
+    SELECT x.schema::text AS schema, replace(x.raw, x.schema || '.', '') AS line FROM ( \
+        SELECT s.nspname, format('relation %s (%s)', c.relname, c.relkind) \
+        FROM pg_class c JOIN s ON s.oid = c.relnamespace \
+        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') \
       UNION ALL \
-        SELECT format('column %s.%s %s%s%s', c.relname, a.attname, \
+        SELECT s.nspname, format('column %s.%s %s%s%s', c.relname, a.attname, \
                       format_type(a.atttypid, a.atttypmod), \
                       CASE WHEN a.attnotnull THEN ' not null' ELSE '' END, \
                       coalesce(' default ' || pg_get_expr(ad.adbin, ad.adrelid), '')) \
-        FROM pg_class c \
+        FROM pg_class c JOIN s ON s.oid = c.relnamespace \
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
         LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum \
-        WHERE c.relnamespace = s.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') \
       UNION ALL \
-        SELECT format('constraint %s.%s %s', c.relname, k.conname, pg_get_constraintdef(k.oid)) \
-        FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid \
-        WHERE c.relnamespace = s.oid \
+        SELECT s.nspname, format('constraint %s.%s %s', c.relname, k.conname, pg_get_constraintdef(k.oid)) \
+        FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN s ON s.oid = c.relnamespace \
       UNION ALL \
-        SELECT format('index %s', pg_get_indexdef(i.indexrelid)) \
-        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
-        WHERE c.relnamespace = s.oid \
+        SELECT s.nspname, format('index %s', pg_get_indexdef(i.indexrelid)) \
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN s ON s.oid = c.relnamespace \
       UNION ALL \
-        SELECT format('view %s %s', c.relname, pg_get_viewdef(c.oid)) FROM pg_class c \
-        WHERE c.relnamespace = s.oid AND c.relkind IN ('v', 'm') \
+        SELECT s.nspname, format('view %s %s', c.relname, pg_get_viewdef(c.oid)) \
+        FROM pg_class c JOIN s ON s.oid = c.relnamespace WHERE c.relkind IN ('v', 'm') \
       UNION ALL \
-        SELECT format('function %s(%s) %s', p.proname, \
+        SELECT s.nspname, format('function %s(%s) %s', p.proname, \
                       pg_get_function_identity_arguments(p.oid), md5(p.prosrc)) \
-        FROM pg_proc p WHERE p.pronamespace = s.oid \
+        FROM pg_proc p JOIN s ON s.oid = p.pronamespace \
       UNION ALL \
-        SELECT format('trigger %s', pg_get_triggerdef(t.oid)) \
-        FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
-        WHERE c.relnamespace = s.oid AND NOT t.tgisinternal \
+        SELECT s.nspname, format('trigger %s', pg_get_triggerdef(t.oid)) \
+        FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN s ON s.oid = c.relnamespace \
+        WHERE NOT t.tgisinternal \
       UNION ALL \
-        SELECT format('type %s (%s)', t.typname, t.typtype) FROM pg_type t \
-        WHERE t.typnamespace = s.oid AND t.typtype IN ('e', 'd', 'c', 'r') \
-          AND (t.typrelid = 0 OR EXISTS (SELECT 1 FROM pg_class c \
-                                         WHERE c.oid = t.typrelid AND c.relkind = 'c')) \
-    ) AS x(raw)";
+        SELECT s.nspname, format('type %s (%s)', t.typname, t.typtype) \
+        FROM pg_type t JOIN s ON s.oid = t.typnamespace \
+        LEFT JOIN pg_class c ON c.oid = t.typrelid \
+        WHERE t.typtype IN ('e', 'd', 'c', 'r') AND (t.typrelid = 0 OR c.relkind = 'c') \
+    ) AS x(schema, raw)";
 
 /// Checks the whole database against `template`.
 pub async fn check(
