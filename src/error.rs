@@ -166,6 +166,10 @@ impl From<DieselError> for AppError {
                     (DatabaseErrorKind::ForeignKeyViolation, Some("team_members_team_id_fkey")) => {
                         Self::not_found(Some("teamId"), "team not found")
                     }
+                    (DatabaseErrorKind::SerializationFailure, _) => Self::Conflict {
+                        message: "the data changed at the same moment; try again".to_owned(),
+                        field: None,
+                    },
                     _ => Self::internal(err),
                 }
             }

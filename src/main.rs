@@ -110,8 +110,8 @@ enum TenantsCommand {
         config: Config,
         /// The tenant (any status).
         slug: String,
-        /// The file to write; unset: `<slug>-<UTC time>.strata-export.jsonl`.
-        /// It appears only once complete.
+        /// The file to write (never overwritten; mode 0600); unset:
+        /// `<slug>-<UTC time>.strata-export.jsonl`. It appears only once complete.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -492,7 +492,16 @@ async fn tenants(command: TenantsCommand) -> anyhow::Result<()> {
 
 /// `strata doctor`.
 async fn doctor(url: &str) -> anyhow::Result<()> {
-    migrate(url).await?;
+    // Checks only: it neither migrates nor creates missing tenant roles,
+    // which would hide what it is meant to find.
+    {
+        let (pool, _) = db::build_pool(url, 1);
+        if !db::is_ready(&pool, &db::latest_migration_version()?).await {
+            anyhow::bail!(
+                "the management schema is not at this binary's version (or the database is unreachable); run `strata migrate` first"
+            );
+        }
+    }
     let mut conn = db::connect_with_retry(url, std::time::Duration::from_secs(30)).await?;
     let report = strata::tenancy::doctor::check(&mut conn, TEMPLATE).await?;
     for finding in &report.findings {
@@ -523,8 +532,27 @@ async fn export(url: &str, slug: &str, out: Option<PathBuf>) -> anyhow::Result<(
     let mut partial = out.clone().into_os_string();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
-    let file = std::fs::File::create(&partial)
-        .with_context(|| format!("creating {}", partial.display()))?;
+    if out.exists() {
+        anyhow::bail!(
+            "{} exists; choose another --out (an export never overwrites a file)",
+            out.display()
+        );
+    }
+    // Only the owner may read it: it holds password hashes and all the data.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
+            .with_context(|| {
+                format!(
+                    "creating {} (remove a stale one left by a crash)",
+                    partial.display()
+                )
+            })?
+    };
     let mut writer = std::io::BufWriter::new(file);
     let (pool, _) = db::build_pool(url, 1);
     let result = transfer::export(
@@ -540,8 +568,10 @@ async fn export(url: &str, slug: &str, out: Option<PathBuf>) -> anyhow::Result<(
     .and_then(|moved| {
         let file = writer.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
-        std::fs::rename(&partial, &out)
-            .with_context(|| format!("renaming {} to {}", partial.display(), out.display()))?;
+        // A link, unlike a rename, fails if the name was taken meanwhile.
+        std::fs::hard_link(&partial, &out)
+            .with_context(|| format!("linking {} to {}", partial.display(), out.display()))?;
+        std::fs::remove_file(&partial)?;
         Ok(moved)
     });
     match result {

@@ -259,14 +259,21 @@ async fn check_versions(
         if differing.is_empty() {
             continue;
         }
-        for found in describe(conn, &differing).await? {
-            let lines: BTreeSet<String> = found.lines.into_iter().collect();
+        let mut described: BTreeMap<String, Vec<String>> = describe(conn, &differing)
+            .await?
+            .into_iter()
+            .map(|l| (l.schema, l.lines))
+            .collect();
+        for schema in &differing {
+            // A schema with nothing in it describes as no lines at all.
+            let lines: BTreeSet<String> = described
+                .remove(schema)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
             let extra: Vec<&String> = lines.difference(&reference_lines).collect();
             let missing: Vec<&String> = reference_lines.difference(&lines).collect();
-            let slug = found
-                .schema
-                .strip_prefix("tenant_")
-                .unwrap_or(&found.schema);
+            let slug = schema.strip_prefix("tenant_").unwrap_or(schema);
             report.add(
                 "template version",
                 slug,
@@ -331,11 +338,11 @@ async fn reference(
     template: &[TemplateStep],
     version: i32,
 ) -> anyhow::Result<(String, BTreeSet<String>)> {
-    conn.batch_execute(&format!(
-        "BEGIN; CREATE SCHEMA {REFERENCE}; SET LOCAL search_path TO {REFERENCE}"
-    ))
-    .await?;
     let built = async {
+        conn.batch_execute(&format!(
+            "BEGIN; CREATE SCHEMA {REFERENCE}; SET LOCAL search_path TO {REFERENCE}"
+        ))
+        .await?;
         for step in template.iter().filter(|s| s.version <= version) {
             conn.batch_execute(step.sql).await.map_err(|e| {
                 anyhow::anyhow!(
@@ -358,6 +365,7 @@ async fn reference(
         Ok::<_, anyhow::Error>((digest, lines))
     }
     .await;
+    // Also after a failed BEGIN batch: ROLLBACK outside a transaction only warns.
     conn.batch_execute("ROLLBACK").await?;
     built
 }
@@ -414,7 +422,7 @@ async fn check_references(conn: &mut AsyncPgConnection, report: &mut Report) -> 
         "SELECT DISTINCT format('%s.%s', n.nspname, p.proname) AS subject, \
                 format('function body names schema %s', m[1]) AS detail \
          FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace, \
-              regexp_matches(p.prosrc, '\\m(management|tenant_[a-z0-9_]+)\\.', 'g') AS m \
+              regexp_matches(lower(p.prosrc), '\\m\"?(management|tenant_[a-z0-9_]+)\"?\\s*\\.', 'g') AS m \
          WHERE n.nspname LIKE 'tenant\\_%' AND m[1] <> n.nspname",
     )
     .load(conn)
@@ -502,8 +510,7 @@ async fn check_roles(
          SELECT acl.object, format('PUBLIC has %s on %s %s', acl.privilege, acl.kind, acl.object) \
          FROM acl \
          WHERE acl.grantee = 0 AND acl.kind IN ('schema', 'relation', 'default privileges') \
-           AND (acl.schema LIKE 'tenant\\_%' OR acl.schema = 'management' \
-                OR (acl.kind = 'relation' AND acl.schema NOT IN ('pg_catalog', 'information_schema')))",
+           AND (acl.schema LIKE 'tenant\\_%' OR acl.schema = 'management')",
     )
     .load(conn)
     .await?;
@@ -525,7 +532,7 @@ async fn check_roles(
                 format('role %s owns %s', r.rolname, pg_describe_object(s.classid, s.objid, s.objsubid)) AS detail \
          FROM management.tenants t JOIN pg_roles r ON r.rolname = t.db_role \
          JOIN pg_shdepend s ON s.refobjid = r.oid AND s.deptype = 'o' \
-         WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+         WHERE s.dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))",
     )
     .load(conn)
     .await?;
@@ -538,7 +545,7 @@ async fn check_roles(
         "SELECT DISTINCT r.rolname::text AS subject, \
                 'holds rights or objects in this database but belongs to no tenant' AS detail \
          FROM pg_shdepend s JOIN pg_roles r ON r.oid = s.refobjid \
-         WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         WHERE s.dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database())) \
            AND r.rolname LIKE 'tenant\\_%' \
            AND r.rolname NOT IN (SELECT db_role FROM management.tenants WHERE db_role IS NOT NULL)",
     )

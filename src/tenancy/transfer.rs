@@ -2,8 +2,9 @@
 //! copied into a new tenant inside the database.
 //!
 //! The file is JSON Lines: a header (tenant, template version and steps,
-//! every table with its columns), one line per row (`row_to_json`, so values
-//! keep PostgreSQL's own text form and numbers lose no precision), and an end
+//! every table with its columns), one line per row (`to_jsonb`: values keep
+//! PostgreSQL's own text form, numbers lose no precision, and a row is always
+//! one line), and an end
 //! line with the row count of every table. A file without its end line is
 //! refused as truncated. The schema is named by the template version rather
 //! than as DDL, so importing a file runs this server's template, never SQL
@@ -20,6 +21,7 @@ use std::io::{BufRead, Write};
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::result::DatabaseErrorKind;
 use diesel::sql_types::{Array, Bool, Text};
 use diesel_async::TransactionManager as _;
 use diesel_async::{
@@ -215,9 +217,11 @@ pub async fn export(
     destination: &str,
 ) -> AppResult<Moved> {
     let mut conn = pool.get().await?;
+    // Not READ ONLY: the row is locked FOR SHARE, so a fleet migration
+    // (FOR UPDATE) waits and the schema matches the version in the header.
     AnsiTransactionManager::begin_transaction_sql(
         &mut *conn,
-        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        "BEGIN ISOLATION LEVEL REPEATABLE READ",
     )
     .await?;
     let result = export_in_tx(&mut conn, template, slug, out).await;
@@ -245,10 +249,20 @@ async fn export_in_tx(
     let tenant: Tenant = tenants::table
         .filter(tenants::slug.eq(slug))
         .select(Tenant::as_select())
+        .for_share()
         .first(conn)
         .await
         .optional()?
         .ok_or_else(|| AppError::not_found(Some("slug"), format!("no tenant '{slug}'")))?;
+    if steps_upto(template, tenant.template_version).is_none() {
+        return Err(AppError::conflict(
+            "slug",
+            format!(
+                "tenant '{slug}' is at template version {}, which this server does not know; export it with a newer strata",
+                tenant.template_version
+            ),
+        ));
+    }
     let schema = stored_slug(&tenant)?.schema_name();
     let tables = tables_of(conn, &schema).await?;
     if tables.is_empty() {
@@ -282,7 +296,7 @@ async fn export_in_tx(
     for table in &tables {
         conn.batch_execute(&format!(
             "DECLARE strata_export NO SCROLL CURSOR FOR \
-             SELECT json_build_object('table', {name}, 'row', row_to_json(t))::text AS line \
+             SELECT jsonb_build_object('table', {name}, 'row', to_jsonb(t))::text AS line \
              FROM {qualified} t",
             name = literal(&table.shape.name),
             qualified = table.quoted(&quoted_schema),
@@ -479,7 +493,18 @@ pub async fn clone_tenant(
         Ok(moved)
     }
     .await;
-    lifecycle::finish(&mut conn, result).await
+    lifecycle::finish(&mut conn, result)
+        .await
+        .map_err(|e| match e {
+            AppError::Conflict {
+                message,
+                field: Some("slug"),
+            } => AppError::Conflict {
+                message,
+                field: Some("to"),
+            },
+            e => e,
+        })
 }
 
 /// Template steps 1..=`version`, or `None` when the template stops short.
@@ -522,7 +547,7 @@ async fn build<R: BufRead>(
             .join(", ")
     ))
     .await?;
-    let (rows, action, how) = match source {
+    let (rows, action, how, audit_detail) = match source {
         Source::File { input, origin } => {
             let shapes: Vec<&TableShape> = tables.iter().map(|t| &t.shape).collect();
             if expected.is_none_or(|e| e.iter().ne(shapes.iter().copied())) {
@@ -534,7 +559,17 @@ async fn build<R: BufRead>(
                 ));
             }
             let rows = load_file(conn, &tables, &schema, input, origin).await?;
-            (rows, "imported", format!("imported from {origin}"))
+            // The tenant's own audit trail gets the file's name, not where
+            // it sat on the operator's machine.
+            let name = std::path::Path::new(origin)
+                .file_name()
+                .map_or_else(|| origin.to_owned(), |n| n.to_string_lossy().into_owned());
+            (
+                rows,
+                "imported",
+                format!("imported from {origin}"),
+                format!("imported from {name}"),
+            )
         }
         Source::Tenant { schema: from } => {
             let source_tables = tables_of(conn, &from).await?;
@@ -565,7 +600,8 @@ async fn build<R: BufRead>(
                 rows.push((t.shape.name.clone(), n as u64));
             }
             let origin = from.strip_prefix("tenant_").unwrap_or(&from).to_owned();
-            (rows, "cloned", format!("cloned from '{origin}'"))
+            let how = format!("cloned from '{origin}'");
+            (rows, "cloned", how.clone(), how)
         }
     };
     provision::apply_steps(conn, later, slug).await?;
@@ -580,7 +616,7 @@ async fn build<R: BufRead>(
         },
         &format!("tenant.{action}"),
         None,
-        &how,
+        &audit_detail,
     )
     .await?;
     let tenant: Tenant = diesel::update(tenants::table.find(tenant.id))
@@ -650,14 +686,18 @@ async fn load_file(
     if let Some((p, batch, _)) = pending.take() {
         insert_rows(conn, p, schema, batch, line_no).await?;
     }
-    let mut rest = String::new();
-    if input
-        .read_line(&mut rest)
-        .map_err(|e| bad(line_no + 1, format!("reading: {e}")))?
-        > 0
-        && !rest.trim().is_empty()
-    {
-        return Err(bad(line_no + 1, "text after the end line".to_owned()));
+    loop {
+        line.clear();
+        line_no += 1;
+        let n = input
+            .read_line(&mut line)
+            .map_err(|e| bad(line_no, format!("reading: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        if !line.trim().is_empty() {
+            return Err(bad(line_no, "text after the end line".to_owned()));
+        }
     }
     let declared: BTreeMap<String, u64> = end.rows.into_iter().filter(|(_, n)| *n > 0).collect();
     if declared != counts {
@@ -687,19 +727,25 @@ async fn insert_rows(
     let qualified = table.quoted(schema);
     diesel::sql_query(format!(
         "INSERT INTO {qualified} ({cols}) \
-         SELECT {cols} FROM json_populate_recordset(NULL::{qualified}, $1::json)"
+         SELECT {cols} FROM jsonb_populate_recordset(NULL::{qualified}, $1::jsonb)"
     ))
     .bind::<Text, _>(batch)
     .execute(conn)
     .await
-    .map_err(|e| {
-        AppError::bad_input(
+    .map_err(|e| match &e {
+        // The database or the connection failing is not the file's fault.
+        diesel::result::Error::DatabaseError(
+            DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection,
+            _,
+        ) => AppError::from(e),
+        diesel::result::Error::DatabaseError(..) => AppError::bad_input(
             "file",
             format!(
                 "rows of table {} before line {line_no} could not be loaded: {e}",
                 table.shape.name
             ),
-        )
+        ),
+        _ => AppError::from(e),
     })?;
     Ok(())
 }

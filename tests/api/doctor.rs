@@ -133,6 +133,24 @@ async fn finds_drift_from_the_template_and_references_across_schemas() {
 }
 
 #[tokio::test]
+async fn finds_a_schema_emptied_of_everything() {
+    let app = two_tenants().await;
+    run(
+        &app,
+        "DROP SCHEMA tenant_beta CASCADE; CREATE SCHEMA tenant_beta",
+    )
+    .await;
+    let report = report(&app).await;
+    let drift = of(&report, "template version").join("\n");
+    assert!(
+        drift.contains("beta: schema differs from template version"),
+        "{drift}"
+    );
+    assert!(drift.contains("missing ["), "{drift}");
+    assert!(!drift.contains("alpha"), "{drift}");
+}
+
+#[tokio::test]
 async fn the_command_exits_non_zero_on_findings() {
     let app = two_tenants().await;
     let doctor = || {

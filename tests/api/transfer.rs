@@ -332,7 +332,7 @@ async fn a_cut_damaged_or_foreign_file_creates_nothing() {
     let mut broken = lines.clone();
     let task = broken
         .iter()
-        .position(|l| l.contains("\"table\" : \"tasks\""))
+        .position(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["table"] == "tasks")
         .unwrap();
     let project_id =
         serde_json::from_str::<serde_json::Value>(broken[task]).unwrap()["row"]["project_id"]
@@ -357,6 +357,13 @@ async fn a_cut_damaged_or_foreign_file_creates_nothing() {
     assert_eq!(c, "BAD_USER_INPUT");
     assert!(message.contains("newer"), "{message}");
     assert_nothing_made(&app, "newer").await;
+
+    // Two files run together, or anything after the end line.
+    let joined = format!("{text}\n{}", lines[1]);
+    let (c, message) = import(joined, "joined").await.unwrap_err();
+    assert_eq!(c, "BAD_USER_INPUT");
+    assert!(message.contains("after the end line"), "{message}");
+    assert_nothing_made(&app, "joined").await;
 
     // Not an export at all.
     let (c, _) = import("{\"hello\": 1}\n".to_owned(), "junk")
@@ -494,6 +501,14 @@ async fn cli_export_and_import_through_the_binary() {
     assert!(exported.status.success(), "{exported:?}");
     assert!(out.exists());
     assert!(!dir.join("alpha.jsonl.partial").exists());
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the export is readable by its owner only");
+    // An export never replaces a file.
+    let before = std::fs::read(&out).unwrap();
+    let again = run(&["tenants", "export", "alpha", "--out", out.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert_eq!(std::fs::read(&out).unwrap(), before);
 
     let missing = run(&[
         "tenants",
