@@ -126,16 +126,10 @@ async fn provision_in_tx(
     Ok(Provisioned { tenant, owner })
 }
 
-/// Checks a tenant's display name: 1 to 200 characters.
+/// Checks a tenant's display name: the rule project names follow, 1 to
+/// 200 characters after trimming.
 pub(crate) fn parse_name(raw: &str) -> AppResult<String> {
-    let name = raw.trim();
-    if name.is_empty() || name.chars().count() > 200 || name.contains('\0') {
-        return Err(AppError::bad_input(
-            "name",
-            "name must be 1 to 200 characters",
-        ));
-    }
-    Ok(name.to_owned())
+    crate::domain::projects::parse_name(raw)
 }
 
 /// Inside a transaction: records the tenant (at the version `steps` ends

@@ -645,13 +645,15 @@ async fn load_file(
     let bad = |line_no: usize, what: String| {
         AppError::bad_input("file", format!("{origin}, line {line_no}: {what}"))
     };
-    let end = loop {
+    let mut next = |line: &mut String, line_no: &mut usize| {
         line.clear();
-        line_no += 1;
-        let n = input
-            .read_line(&mut line)
-            .map_err(|e| bad(line_no, format!("reading: {e}")))?;
-        if n == 0 {
+        *line_no += 1;
+        input
+            .read_line(line)
+            .map_err(|e| bad(*line_no, format!("reading: {e}")))
+    };
+    let end = loop {
+        if next(&mut line, &mut line_no)? == 0 {
             return Err(AppError::bad_input(
                 "file",
                 format!("{origin} ends before its end line: the file is truncated"),
@@ -686,15 +688,7 @@ async fn load_file(
     if let Some((p, batch, _)) = pending.take() {
         insert_rows(conn, p, schema, batch, line_no).await?;
     }
-    loop {
-        line.clear();
-        line_no += 1;
-        let n = input
-            .read_line(&mut line)
-            .map_err(|e| bad(line_no, format!("reading: {e}")))?;
-        if n == 0 {
-            break;
-        }
+    while next(&mut line, &mut line_no)? > 0 {
         if !line.trim().is_empty() {
             return Err(bad(line_no, "text after the end line".to_owned()));
         }
