@@ -5,14 +5,17 @@
 //! tenants (default 50) with the real provisioning code, gives each the R1
 //! dashboard data (10 users, 10 projects x 20 tasks), then runs pgbench
 //! (8 clients, 2 threads, prepared statements, each transaction in a random
-//! tenant) over three scripts, each run three times, interleaved:
+//! tenant) over four scripts, each run three times, interleaved:
 //!
 //! - `path`: `BEGIN; set_config(search_path); <R1 query>; COMMIT` (the
 //!   binding as it was before tenant roles);
 //! - `path+role`: the same with `set_config('role', ...)` in the same
 //!   statement (what every tenant transaction does now);
-//! - `path+role+access`: plus the per-request credential check (one more
-//!   transaction: session, user and permissions in one query).
+//! - `path+role+access`: plus the per-request credential check as it ran
+//!   in issue 3 (one more transaction: session, user and permissions in
+//!   one query);
+//! - `+access, 1 stmt`: the check as it runs now, one statement with the
+//!   tenant's schema in the table names, outside any transaction.
 //!
 //! Prints the median throughput and mean latency of each, and the cost of
 //! the role switch and of the check per request.
@@ -33,12 +36,12 @@ const R1: &str = "SELECT p.id, p.name, t.id, t.title, t.status, u.display_name \
     LEFT JOIN users u ON u.id = t.assignee_id;";
 
 const ACCESS: &str = "WITH RECURSIVE granted (id, parent_id) AS ( \
-    SELECT r.id, r.parent_id FROM role_assignments a JOIN roles r ON r.id = a.role_id \
+    SELECT r.id, r.parent_id FROM {s}role_assignments a JOIN {s}roles r ON r.id = a.role_id \
     WHERE a.user_id = '{user}' AND (a.expires_at IS NULL OR a.expires_at > now()) \
-    UNION SELECT r.id, r.parent_id FROM roles r JOIN granted g ON r.id = g.parent_id) \
-    SELECT EXISTS (SELECT 1 FROM users WHERE id = '{user}' AND disabled_at IS NULL), \
-    EXISTS (SELECT 1 FROM sessions WHERE id = '{session}' AND revoked_at IS NULL AND expires_at > now()), \
-    ARRAY(SELECT DISTINCT p.permission FROM role_permissions p JOIN granted g ON g.id = p.role_id);";
+    UNION SELECT r.id, r.parent_id FROM {s}roles r JOIN granted g ON r.id = g.parent_id) \
+    SELECT EXISTS (SELECT 1 FROM {s}users WHERE id = '{user}' AND disabled_at IS NULL), \
+    EXISTS (SELECT 1 FROM {s}sessions WHERE id = '{session}' AND revoked_at IS NULL AND expires_at > now()), \
+    ARRAY(SELECT DISTINCT p.permission FROM {s}role_permissions p JOIN granted g ON g.id = p.role_id);";
 
 const SEED: &str = "
 INSERT INTO users (id, email, display_name, password_hash)
@@ -50,7 +53,7 @@ INSERT INTO tasks (id, project_id, title, assignee_id)
          (SELECT id FROM users ORDER BY id OFFSET (i % 10) LIMIT 1)
   FROM projects p, generate_series(1, 20) i;
 INSERT INTO sessions (id, user_id, expires_at)
-  SELECT gen_random_uuid(), id, now() + interval '1 day' FROM users WHERE email LIKE 'owner@%';
+  SELECT gen_random_uuid(), id, now() + interval '1 day' FROM {s}users WHERE email LIKE 'owner@%';
 ANALYZE;";
 
 struct Run {
@@ -145,9 +148,14 @@ async fn main() -> anyhow::Result<()> {
         .await?;
         let path = format!("SELECT set_config('search_path', '{schema}', true)");
         let with_role = format!("{path}, set_config('role', '{role}', true)");
-        let access = ACCESS
-            .replace("{user}", &ids.user_id)
-            .replace("{session}", &ids.session_id);
+        let access_in = |prefix: &str| {
+            ACCESS
+                .replace("{s}", prefix)
+                .replace("{user}", &ids.user_id)
+                .replace("{session}", &ids.session_id)
+        };
+        let access = access_in("");
+        let access_qualified = access_in(&format!("{schema}."));
         let write = |kind: &str, body: String| {
             std::fs::write(scripts.join(format!("{kind}-{t}.sql")), body)
         };
@@ -159,12 +167,17 @@ async fn main() -> anyhow::Result<()> {
                 "BEGIN;\n{with_role};\n{access}\nCOMMIT;\nBEGIN;\n{with_role};\n{R1}\nCOMMIT;\n"
             ),
         )?;
+        write(
+            "access1",
+            format!("{access_qualified}\nBEGIN;\n{with_role};\n{R1}\nCOMMIT;\n"),
+        )?;
     }
     drop(conn);
     let kinds = [
         ("path", "path only"),
         ("role", "path+role"),
         ("access", "path+role+access"),
+        ("access1", "+access, 1 stmt"),
     ];
     let mut results: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); kinds.len()];
     for _round in 0..3 {
@@ -201,6 +214,12 @@ async fn main() -> anyhow::Result<()> {
         "credential check: {:+.1} us per request ({:+.1}% throughput vs path+role)",
         per_tx_us(medians[2].0) - per_tx_us(medians[1].0),
         100.0 * (medians[2].0 / medians[1].0 - 1.0)
+    )?;
+    writeln!(
+        report,
+        "credential check as one statement outside a transaction: {:+.1} us per request ({:+.1}% throughput vs path+role)",
+        per_tx_us(medians[3].0) - per_tx_us(medians[1].0),
+        100.0 * (medians[3].0 / medians[1].0 - 1.0)
     )?;
     print!("{report}");
     tokio::task::spawn_blocking(move || pg.stop()).await??;

@@ -12,6 +12,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
+use crate::tenancy::TenantSlug;
 
 /// Every permission there is, with what it allows.
 pub const CATALOGUE: &[(&str, &str)] = &[
@@ -89,20 +90,28 @@ impl FromIterator<String> for PermissionSet {
 /// The recursive part every "effective permissions" query shares: the roles
 /// user `$1` holds now, and their ancestors, each marked permanent when it
 /// comes from an assignment without an end date. `UNION` (not `UNION ALL`)
-/// ends the walk even if a cycle were ever stored.
-const GRANTED_ROLES: &str = "granted (id, parent_id, permanent) AS ( \
-        SELECT r.id, r.parent_id, a.expires_at IS NULL \
-        FROM role_assignments a JOIN roles r ON r.id = a.role_id \
-        WHERE a.user_id = $1 AND (a.expires_at IS NULL OR a.expires_at > now()) \
-        UNION SELECT r.id, r.parent_id, g.permanent FROM roles r JOIN granted g ON r.id = g.parent_id)";
+/// ends the walk even if a cycle were ever stored. `s` qualifies the
+/// tables: `""` for the search_path, or a quoted schema and a dot.
+fn granted_roles(s: &str) -> String {
+    format!(
+        "granted (id, parent_id, permanent) AS ( \
+            SELECT r.id, r.parent_id, a.expires_at IS NULL \
+            FROM {s}role_assignments a JOIN {s}roles r ON r.id = a.role_id \
+            WHERE a.user_id = $1 AND (a.expires_at IS NULL OR a.expires_at > now()) \
+            UNION SELECT r.id, r.parent_id, g.permanent FROM {s}roles r JOIN granted g ON r.id = g.parent_id)"
+    )
+}
 
 /// Selects the `permissions` (all granted now) and `permanent` (granted by
 /// assignments without an end date) arrays from `granted`.
-const PERMISSION_ARRAYS: &str = "\
-    ARRAY(SELECT DISTINCT p.permission FROM role_permissions p \
-          JOIN granted g ON g.id = p.role_id) AS permissions, \
-    ARRAY(SELECT DISTINCT p.permission FROM role_permissions p \
-          JOIN granted g ON g.id = p.role_id WHERE g.permanent) AS permanent";
+fn permission_arrays(s: &str) -> String {
+    format!(
+        "ARRAY(SELECT DISTINCT p.permission FROM {s}role_permissions p \
+               JOIN granted g ON g.id = p.role_id) AS permissions, \
+         ARRAY(SELECT DISTINCT p.permission FROM {s}role_permissions p \
+               JOIN granted g ON g.id = p.role_id WHERE g.permanent) AS permanent"
+    )
+}
 
 /// What a signed-in user's request may do, checked on its first use.
 #[derive(Debug, Clone)]
@@ -117,9 +126,18 @@ pub struct UserAccess {
     pub permanent: PermissionSet,
 }
 
-/// Loads a user's status, their session's and their permissions in one query.
+/// Loads a user's status, their session's and their permissions in one
+/// statement, on a connection that is in no transaction.
+///
+/// Every request signed in by a user runs this first, so it is kept to one
+/// statement: the tables are named with the tenant's schema (built from a
+/// validated slug) instead of a search_path bound in a transaction, which
+/// saves the `BEGIN`+binding and `COMMIT` round trips. It runs as the
+/// server's own user, not the tenant's role: it is this fixed query, never
+/// a resolver's, and reads only that schema.
 pub async fn for_session(
     conn: &mut AsyncPgConnection,
+    schema: &TenantSlug,
     user: Uuid,
     session: Uuid,
 ) -> QueryResult<UserAccess> {
@@ -134,12 +152,15 @@ pub async fn for_session(
         #[diesel(sql_type = Array<Text>)]
         permanent: Vec<String>,
     }
+    let s = format!("{}.", schema.quoted_schema());
     let row: Row = diesel::sql_query(format!(
-        "WITH RECURSIVE {GRANTED_ROLES} SELECT \
-           EXISTS (SELECT 1 FROM users WHERE id = $1 AND disabled_at IS NULL) AS enabled, \
-           EXISTS (SELECT 1 FROM sessions WHERE id = $2 AND user_id = $1 \
+        "WITH RECURSIVE {} SELECT \
+           EXISTS (SELECT 1 FROM {s}users WHERE id = $1 AND disabled_at IS NULL) AS enabled, \
+           EXISTS (SELECT 1 FROM {s}sessions WHERE id = $2 AND user_id = $1 \
                    AND revoked_at IS NULL AND expires_at > now()) AS live, \
-           {PERMISSION_ARRAYS}"
+           {}",
+        granted_roles(&s),
+        permission_arrays(&s)
     ))
     .bind::<SqlUuid, _>(user)
     .bind::<SqlUuid, _>(session)
@@ -162,8 +183,9 @@ pub async fn of_user(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<Pe
         permission: String,
     }
     let rows: Vec<Row> = diesel::sql_query(format!(
-        "WITH RECURSIVE {GRANTED_ROLES} SELECT DISTINCT p.permission FROM role_permissions p \
-         JOIN granted g ON g.id = p.role_id"
+        "WITH RECURSIVE {} SELECT DISTINCT p.permission FROM role_permissions p \
+         JOIN granted g ON g.id = p.role_id",
+        granted_roles("")
     ))
     .bind::<SqlUuid, _>(user)
     .load(conn)
@@ -211,7 +233,7 @@ pub async fn for_api_key(
         #[diesel(sql_type = Nullable<Array<Text>>)]
         owner_permanent: Option<Vec<String>>,
     }
-    // `$1` in GRANTED_ROLES is the owner: found by a scalar subquery first.
+    // `$1` in granted_roles is the owner: found by a scalar subquery first.
     let row: Option<Row> = diesel::sql_query(format!(
         "WITH RECURSIVE k AS (SELECT * FROM api_keys WHERE prefix = $2), \
          owner AS (SELECT user_id AS id FROM k), \
@@ -224,7 +246,7 @@ pub async fn for_api_key(
            ARRAY(SELECT DISTINCT p.permission FROM role_permissions p \
                  JOIN granted g ON g.id = p.role_id WHERE g.permanent) AS owner_permanent \
          FROM k",
-        GRANTED_ROLES.replace("$1", "(SELECT id FROM owner)")
+        granted_roles("").replace("$1", "(SELECT id FROM owner)")
     ))
     .bind::<Text, _>(prefix)
     .bind::<Text, _>(prefix)

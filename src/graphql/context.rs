@@ -283,10 +283,10 @@ impl RequestCtx {
             }),
             Principal::User(claims) => {
                 let (user, sid) = (claims.sub, claims.sid);
-                let found = in_tenant!(pool, &scope.bind, |conn| Ok(permissions::for_session(
-                    conn, user, sid
-                )
-                .await?))?;
+                let found = {
+                    let mut conn = pool.get().await?;
+                    permissions::for_session(&mut conn, &scope.bind.slug, user, sid).await?
+                };
                 if !found.enabled {
                     return Err(AppError::Unauthenticated(
                         "this user is disabled or no longer exists".into(),
