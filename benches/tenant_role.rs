@@ -53,7 +53,7 @@ INSERT INTO tasks (id, project_id, title, assignee_id)
          (SELECT id FROM users ORDER BY id OFFSET (i % 10) LIMIT 1)
   FROM projects p, generate_series(1, 20) i;
 INSERT INTO sessions (id, user_id, expires_at)
-  SELECT gen_random_uuid(), id, now() + interval '1 day' FROM {s}users WHERE email LIKE 'owner@%';
+  SELECT gen_random_uuid(), id, now() + interval '1 day' FROM users WHERE email LIKE 'owner@%';
 ANALYZE;";
 
 struct Run {
