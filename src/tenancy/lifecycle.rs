@@ -21,7 +21,6 @@ use uuid::Uuid;
 use crate::db::Pool;
 use crate::db::schema::management::{tenant_events as events, tenants};
 use crate::error::{AppError, AppResult};
-use crate::tenancy::TenantSlug;
 use crate::tenancy::db_role::DbRole;
 use crate::tenancy::tenants::{Tenant, status};
 
@@ -228,9 +227,7 @@ async fn purge_in_tx(
             ),
         ));
     }
-    let schema = TenantSlug::parse(&tenant.slug)
-        .map_err(|e| AppError::internal(anyhow::anyhow!("stored slug: {e}")))?
-        .quoted_schema();
+    let schema = tenant.parsed_slug()?.quoted_schema();
     conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .await?;
     if let Some(role) = tenant.db_role.as_deref().and_then(DbRole::parse) {

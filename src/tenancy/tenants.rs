@@ -36,6 +36,18 @@ pub struct Tenant {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
+impl Tenant {
+    /// The stored slug, checked again before it names a schema in SQL.
+    pub fn parsed_slug(&self) -> crate::error::AppResult<crate::tenancy::TenantSlug> {
+        crate::tenancy::TenantSlug::parse(&self.slug).map_err(|e| {
+            crate::error::AppError::internal(anyhow::anyhow!(
+                "stored slug {:?} is invalid: {e}",
+                self.slug
+            ))
+        })
+    }
+}
+
 /// Finds a tenant by slug.
 pub async fn find_by_slug(conn: &mut AsyncPgConnection, slug: &str) -> QueryResult<Option<Tenant>> {
     tenants::table

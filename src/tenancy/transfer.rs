@@ -207,7 +207,7 @@ struct JsonLine {
 }
 
 /// Writes tenant `slug` (whatever its status) to `out` from one consistent
-/// snapshot, then records the export. `destination` says where it went.
+/// snapshot, and records the export in the same transaction. `destination` says where it went.
 pub async fn export(
     pool: &Pool,
     template: &[TemplateStep],
@@ -224,20 +224,14 @@ pub async fn export(
         "BEGIN ISOLATION LEVEL REPEATABLE READ",
     )
     .await?;
-    let result = export_in_tx(&mut conn, template, slug, out).await;
-    let moved = lifecycle::finish(&mut conn, result).await?;
-    AnsiTransactionManager::begin_transaction(&mut *conn).await?;
-    let recorded = lifecycle::record(
-        &mut conn,
-        &moved.tenant,
-        "exported",
-        actor,
-        &format!("exported to {destination}"),
-    )
-    .await
-    .map_err(AppError::from);
-    lifecycle::finish(&mut conn, recorded).await?;
-    Ok(moved)
+    let result = async {
+        let moved = export_in_tx(&mut conn, template, slug, out).await?;
+        let reason = format!("exported to {destination}");
+        lifecycle::record(&mut conn, &moved.tenant, "exported", actor, &reason).await?;
+        Ok(moved)
+    }
+    .await;
+    lifecycle::finish(&mut conn, result).await
 }
 
 async fn export_in_tx(
@@ -263,7 +257,7 @@ async fn export_in_tx(
             ),
         ));
     }
-    let schema = stored_slug(&tenant)?.schema_name();
+    let schema = tenant.parsed_slug()?.schema_name();
     let tables = tables_of(conn, &schema).await?;
     if tables.is_empty() {
         return Err(AppError::conflict(
@@ -333,19 +327,17 @@ fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-fn stored_slug(tenant: &Tenant) -> AppResult<TenantSlug> {
-    TenantSlug::parse(&tenant.slug).map_err(|e| {
-        AppError::internal(anyhow::anyhow!(
-            "stored slug {:?} is invalid: {e}",
-            tenant.slug
-        ))
-    })
-}
-
 /// Where a new tenant's data comes from.
 enum Source<'r, R: BufRead> {
-    File { input: &'r mut R, origin: &'r str },
-    Tenant { schema: String },
+    /// An export file, and the tables its header declares.
+    File {
+        input: &'r mut R,
+        origin: &'r str,
+        tables: &'r [TableShape],
+    },
+    Tenant {
+        schema: String,
+    },
 }
 
 /// Creates tenant `new_slug` from an export file read from `input`
@@ -420,8 +412,11 @@ pub async fn import(
         &name,
         &header.plan,
         header.template_version,
-        Source::File { input, origin },
-        Some(&header.tables),
+        Source::File {
+            input,
+            origin,
+            tables: &header.tables,
+        },
         actor,
     )
     .await;
@@ -457,18 +452,18 @@ pub async fn clone_tenant(
             .await
             .optional()?
             .ok_or_else(|| AppError::not_found(Some("from"), format!("no tenant '{from}'")))?;
-        let steps = steps_upto(template, source.template_version).ok_or_else(|| {
-            AppError::conflict(
+        if steps_upto(template, source.template_version).is_none() {
+            return Err(AppError::conflict(
                 "from",
                 format!(
                     "tenant '{from}' is at template version {}, newer than this server's",
                     source.template_version
                 ),
-            )
-        })?;
+            ));
+        }
         let name = provision::parse_name(name.unwrap_or(&source.name))?;
         let copy: Source<'_, std::io::Empty> = Source::Tenant {
-            schema: stored_slug(&source)?.schema_name(),
+            schema: source.parsed_slug()?.schema_name(),
         };
         let moved = build(
             &mut conn,
@@ -476,9 +471,8 @@ pub async fn clone_tenant(
             &slug,
             &name,
             &source.plan_code,
-            steps.len() as i32,
+            source.template_version,
             copy,
-            None,
             actor,
         )
         .await?;
@@ -515,8 +509,7 @@ fn steps_upto(template: &[TemplateStep], version: i32) -> Option<&[TemplateStep]
     Some(&template[..template.iter().position(|s| s.version == version)? + 1])
 }
 
-/// Inside a transaction: builds the new tenant from `source`. `expected`
-/// is the shape the source declares (for a file).
+/// Inside a transaction: builds the new tenant from `source`.
 #[allow(clippy::too_many_arguments)]
 async fn build<R: BufRead>(
     conn: &mut AsyncPgConnection,
@@ -526,7 +519,6 @@ async fn build<R: BufRead>(
     plan: &str,
     version: i32,
     source: Source<'_, R>,
-    expected: Option<&[TableShape]>,
     actor: &str,
 ) -> AppResult<Moved> {
     let (steps, later) = template.split_at(
@@ -548,9 +540,13 @@ async fn build<R: BufRead>(
     ))
     .await?;
     let (rows, action, how, audit_detail) = match source {
-        Source::File { input, origin } => {
+        Source::File {
+            input,
+            origin,
+            tables: declared,
+        } => {
             let shapes: Vec<&TableShape> = tables.iter().map(|t| &t.shape).collect();
-            if expected.is_none_or(|e| e.iter().ne(shapes.iter().copied())) {
+            if declared.iter().ne(shapes.iter().copied()) {
                 return Err(AppError::bad_input(
                     "file",
                     format!(
