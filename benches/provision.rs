@@ -50,6 +50,8 @@ async fn main() -> anyhow::Result<()> {
         login_lock_after: 10,
         login_lock_secs: 900,
         tenant_retention_days: 30,
+        schema_pool: 0,
+        tenants_per_connection: 0,
     };
     let secrets = Secrets::load(&config)?;
     let app = App::new(config, secrets, strata::db::build_pool(&url, 8))?;

@@ -29,6 +29,9 @@ pub struct App {
     pub schema: StrataSchema,
     /// Newest management migration built in, for `/readyz`.
     pub latest_migration: String,
+    /// Wakes the task keeping the warm schema pool filled (a tenant was
+    /// just provisioned, likely from the pool).
+    pub schema_pool_wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for App {
@@ -65,6 +68,7 @@ impl App {
             template,
             schema: crate::graphql::schema(),
             latest_migration: crate::db::latest_migration_version()?,
+            schema_pool_wake: Arc::default(),
         }))
     }
 }

@@ -62,6 +62,18 @@ pub struct Config {
     /// Days a deleted tenant can still be restored.
     #[arg(long, env = "STRATA_TENANT_RETENTION_DAYS", default_value_t = 30)]
     pub tenant_retention_days: u32,
+
+    /// Tenant schemas the server keeps made ahead of time, so that
+    /// createTenant only renames one (0: none; provisioning then runs the
+    /// whole template).
+    #[arg(long, env = "STRATA_SCHEMA_POOL", default_value_t = 4)]
+    pub schema_pool: usize,
+
+    /// Distinct tenants one database connection may serve before it is
+    /// closed and replaced, which bounds PostgreSQL's per-connection
+    /// catalog caches on databases with many tenants (0: no limit).
+    #[arg(long, env = "STRATA_TENANTS_PER_CONNECTION", default_value_t = 500)]
+    pub tenants_per_connection: usize,
 }
 
 impl Config {

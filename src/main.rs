@@ -167,8 +167,14 @@ struct Change {
     reason: String,
 }
 
+/// mimalloc: async-graphql allocates per field resolved, and under R1 load
+/// glibc's malloc took about a quarter of the server's CPU (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    return_big_blocks_to_the_os();
     init_tracing();
     match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -176,6 +182,19 @@ async fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// glibc raises its mmap threshold after the first large block is freed, so
+/// from then on argon2's 19 MiB working memory (one per password hashed or
+/// checked) comes from the heap and stays in the process after the hash:
+/// a server that provisioned a few tenants kept 100-200 MB. A fixed
+/// threshold keeps such blocks mmapped, returned to the OS on free.
+fn return_big_blocks_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt is thread-safe and only tunes the allocator.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 
@@ -259,7 +278,13 @@ async fn migrate(url: &str) -> anyhow::Result<(Vec<String>, usize)> {
 async fn app_for(config: &Config, url: &str) -> anyhow::Result<Arc<App>> {
     migrate(url).await?;
     let secrets = Secrets::load(config)?;
-    let pool = db::build_pool(url, config.pool_size);
+    let pool = db::build_pool_with(
+        url,
+        db::PoolOptions {
+            max_size: config.pool_size,
+            tenants_per_connection: config.tenants_per_connection,
+        },
+    );
     App::new(config.clone(), secrets, pool)
 }
 
@@ -321,6 +346,14 @@ async fn serve_on(
         for (slug, email, password) in demo::LOGINS {
             println!("    {slug:<8} {email} / {password}");
         }
+    }
+    if config.schema_pool > 0 {
+        tokio::spawn(strata::tenancy::schema_pool::keep_filled(
+            app.pool.clone(),
+            app.template,
+            config.schema_pool,
+            app.schema_pool_wake.clone(),
+        ));
     }
     axum::serve(listener, strata::build_router(app))
         .with_graceful_shutdown(shutdown_signal())

@@ -4,15 +4,18 @@
 pub mod embedded;
 pub mod schema;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::hash::{Hash as _, Hasher as _};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::{
-    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+    AsyncDieselConnectionManager, ManagerConfig, PoolError, RecyclingMethod,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection as _};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -21,16 +24,20 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// The connection pool every request draws from.
-pub type Pool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
+pub type Pool = bb8::Pool<Manager>;
 
 /// A connection checked out of [`Pool`].
-pub type PooledConn<'a> =
-    bb8::PooledConnection<'a, AsyncDieselConnectionManager<AsyncPgConnection>>;
+pub type PooledConn<'a> = bb8::PooledConnection<'a, Manager>;
 
-/// Counts of what the pool's connections sent, for tests and benchmarks.
+/// Counts of what the pool's connections sent, for tests and benchmarks,
+/// and the connections due to be recycled.
 #[derive(Debug, Default)]
 pub struct QueryStats {
     statements: AtomicU64,
+    recycled: AtomicU64,
+    /// Connections that have been bound to more tenants than allowed, by
+    /// the address of their [`ConnWatch`] (stable for a connection's life).
+    retiring: Mutex<HashSet<usize>>,
 }
 
 impl QueryStats {
@@ -38,38 +45,178 @@ impl QueryStats {
     pub fn statements(&self) -> u64 {
         AtomicU64::load(&self.statements, Ordering::Relaxed)
     }
+
+    /// Connections closed so far for having served too many tenants.
+    pub fn recycled(&self) -> u64 {
+        AtomicU64::load(&self.recycled, Ordering::Relaxed)
+    }
+
+    fn retiring(&self) -> std::sync::MutexGuard<'_, HashSet<usize>> {
+        // A panic while holding this lock cannot leave the set inconsistent.
+        self.retiring.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
-struct StatementCounter(Arc<QueryStats>);
+/// Each connection's observer: counts statements, and the distinct tenant
+/// schemas the connection has been bound to.
+///
+/// PostgreSQL keeps catalog caches per connection, and they grow with every
+/// schema the connection touches: a pooled connection serving 10,000
+/// tenants would end up holding all of their catalog entries. Once a
+/// connection has been bound to `limit` distinct tenants, the pool closes
+/// it when it comes back, and opens a fresh one on demand.
+struct ConnWatch {
+    stats: Arc<QueryStats>,
+    limit: usize,
+    tenants: HashSet<u64>,
+    head: String,
+}
 
-impl Instrumentation for StatementCounter {
-    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        if let InstrumentationEvent::StartQuery { .. } = event {
-            self.0.statements.fetch_add(1, Ordering::Relaxed);
+/// What a tenant binding starts with (see [`crate::tenancy::conn`]).
+const BINDING: &str = "BEGIN; SELECT set_config('search_path', '";
+
+impl ConnWatch {
+    fn key(&self) -> usize {
+        std::ptr::from_ref(self).cast::<u8>() as usize
+    }
+
+    fn saw(&mut self, query: &dyn std::fmt::Display) {
+        // Only the head of each statement is rendered: enough to tell a
+        // binding and its schema, without rendering bind values.
+        self.head.clear();
+        let _ = write!(Head(&mut self.head), "{query}");
+        let Some(rest) = self.head.strip_prefix(BINDING) else {
+            return;
+        };
+        let Some(schema) = rest.split('\'').next() else {
+            return;
+        };
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        schema.hash(&mut hasher);
+        if self.tenants.insert(hasher.finish()) && self.tenants.len() == self.limit {
+            self.stats.retiring().insert(self.key());
         }
     }
 }
 
-/// Builds the pool and the counters its connections report to.
-/// Connections are opened lazily, through [`connect`].
+/// Collects at most 128 bytes, then stops the formatting.
+struct Head<'a>(&'a mut String);
+
+impl std::fmt::Write for Head<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = 128usize.saturating_sub(self.0.len());
+        if s.len() <= room {
+            self.0.push_str(s);
+            Ok(())
+        } else {
+            let mut end = room;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.0.push_str(&s[..end]);
+            Err(std::fmt::Error)
+        }
+    }
+}
+
+impl Instrumentation for ConnWatch {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { query, .. } = event {
+            self.stats.statements.fetch_add(1, Ordering::Relaxed);
+            if self.limit > 0 {
+                self.saw(query);
+            }
+        }
+    }
+}
+
+impl Drop for ConnWatch {
+    fn drop(&mut self) {
+        let key = self.key();
+        self.stats.retiring().remove(&key);
+    }
+}
+
+/// The pool's connection manager: diesel-async's, which also closes
+/// connections that have served too many tenants (see [`ConnWatch`]).
+pub struct Manager {
+    inner: AsyncDieselConnectionManager<AsyncPgConnection>,
+    stats: Arc<QueryStats>,
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = AsyncPgConnection;
+    type Error = PoolError;
+
+    async fn connect(&self) -> Result<AsyncPgConnection, PoolError> {
+        self.inner.connect().await
+    }
+
+    async fn is_valid(&self, conn: &mut AsyncPgConnection) -> Result<(), PoolError> {
+        self.inner.is_valid(conn).await
+    }
+
+    fn has_broken(&self, conn: &mut AsyncPgConnection) -> bool {
+        if self.inner.has_broken(conn) {
+            return true;
+        }
+        let key = std::ptr::from_mut(conn.instrumentation()).cast::<u8>() as usize;
+        let retire = self.stats.retiring().remove(&key);
+        if retire {
+            self.stats.recycled.fetch_add(1, Ordering::Relaxed);
+        }
+        retire
+    }
+}
+
+/// How the pool is sized and when it recycles connections.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    /// Most connections held.
+    pub max_size: u32,
+    /// Distinct tenants a connection may be bound to before it is closed
+    /// and replaced (0: no limit).
+    pub tenants_per_connection: usize,
+}
+
+/// Builds the pool and the counters its connections report to, with no
+/// limit on the tenants one connection serves (tools and tests; the server
+/// uses [`build_pool_with`]). Connections are opened lazily, through
+/// [`connect`].
 pub fn build_pool(database_url: &str, max_size: u32) -> (Pool, Arc<QueryStats>) {
+    build_pool_with(
+        database_url,
+        PoolOptions {
+            max_size,
+            tenants_per_connection: 0,
+        },
+    )
+}
+
+/// [`build_pool`] with every option.
+pub fn build_pool_with(database_url: &str, options: PoolOptions) -> (Pool, Arc<QueryStats>) {
     let stats = Arc::new(QueryStats::default());
     let hook_stats = stats.clone();
+    let limit = options.tenants_per_connection;
     let mut config = ManagerConfig::default();
     config.custom_setup =
-        Box::new(move |url| Box::pin(connect(url.to_owned(), hook_stats.clone())));
+        Box::new(move |url| Box::pin(connect(url.to_owned(), hook_stats.clone(), limit)));
     // Checking for an open transaction is enough: a connection dropped
     // mid-transaction (a cancelled request) is discarded, not reused.
     config.recycling_method = RecyclingMethod::Fast;
-    let manager =
-        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
+    let manager = Manager {
+        inner: AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+            database_url,
+            config,
+        ),
+        stats: stats.clone(),
+    };
     let pool = bb8::Pool::builder()
-        .max_size(max_size.max(1))
+        .max_size(options.max_size.max(1))
         .min_idle(Some(0))
         .connection_timeout(Duration::from_secs(10))
         .idle_timeout(Some(Duration::from_secs(300)))
-        // Each schema a connection touches grows its catalog caches; recycling
-        // bounds that memory on databases with thousands of tenants.
+        // Recycled by age too, whatever the number of tenants.
         .max_lifetime(Some(Duration::from_secs(600)))
         .build_unchecked(manager);
     (pool, stats)
@@ -83,12 +230,22 @@ pub fn build_pool(database_url: &str, max_size: u32) -> (Pool, Arc<QueryStats>) 
 async fn connect(
     url: String,
     stats: Arc<QueryStats>,
+    limit: usize,
 ) -> diesel::ConnectionResult<AsyncPgConnection> {
     let mut conn = AsyncPgConnection::establish(&url).await?;
-    conn.set_instrumentation(StatementCounter(stats));
-    conn.batch_execute("SET application_name = 'strata'")
-        .await
-        .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+    conn.set_instrumentation(ConnWatch {
+        stats,
+        limit,
+        tenants: HashSet::new(),
+        head: String::with_capacity(128),
+    });
+    // An application_name given in DATABASE_URL wins (operators tell
+    // deployments apart by it); otherwise the connection says it is Strata's.
+    if !url.contains("application_name=") {
+        conn.batch_execute("SET application_name = 'strata'")
+            .await
+            .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+    }
     Ok(conn)
 }
 

@@ -12,7 +12,7 @@ use crate::graphql::context::ContextExt as _;
 use crate::graphql::loaders::{RoleEffectiveKey, RoleKey, RolePermissionsKey, load_error};
 use crate::graphql::pagination::parse_id;
 use crate::graphql::users::UserPayload;
-use crate::in_tenant;
+use crate::in_scope;
 
 /// One permission of the catalogue.
 #[derive(SimpleObject)]
@@ -200,9 +200,7 @@ impl AccessQuery {
     async fn roles(&self, ctx: &Context<'_>) -> Result<Vec<Role>> {
         let req = ctx.req()?;
         let (scope, _) = req.require("members:read").await?;
-        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
-            roles::list(conn).await?
-        ))?)
+        Ok(in_scope!(scope.work, |conn| Ok(roles::list(conn).await?))?)
     }
 }
 
@@ -224,7 +222,7 @@ impl AccessMutation {
             input.parent_id,
             &input.permissions,
         )?;
-        let role = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+        let role = in_scope!(scope.work, |conn| {
             let role = roles::create(conn, &key, &fields).await?;
             access.require_all(&roles::effective_permissions(conn, role.id).await?)?;
             audit::record(
@@ -252,7 +250,7 @@ impl AccessMutation {
             input.parent_id,
             &input.permissions,
         )?;
-        let role = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+        let role = in_scope!(scope.work, |conn| {
             // What it and the roles inheriting from it grant, before and
             // after, must all be yours: a change reaches every holder.
             access.require_all(&roles::permissions_affected_by(conn, id).await?)?;
@@ -280,7 +278,7 @@ impl AccessMutation {
         let req = ctx.req()?;
         let (scope, access) = req.require("roles:manage").await?;
         let id = parse_id(&input.id, "id")?;
-        in_tenant!(&req.app.pool, &scope.bind, |conn| {
+        in_scope!(scope.work, |conn| {
             access.require_all(&roles::permissions_affected_by(conn, id).await?)?;
             roles::delete(conn, id).await?;
             audit::record(conn, access.who(), "role.deleted", Some(("role", id)), "").await?;
@@ -302,7 +300,7 @@ impl AccessMutation {
         if input.expires_at.is_some_and(|t| t <= Utc::now()) {
             return Err(AppError::bad_input("expiresAt", "expiresAt must be in the future").into());
         }
-        let user = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+        let user = in_scope!(scope.work, |conn| {
             let role = roles::find(conn, role_id)
                 .await?
                 .ok_or_else(|| AppError::not_found(Some("roleId"), "no such role"))?;
@@ -346,7 +344,7 @@ impl AccessMutation {
         let (scope, access) = req.require("members:manage").await?;
         let user_id = parse_id(&input.user_id, "userId")?;
         let role_id = parse_id(&input.role_id, "roleId")?;
-        let user = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+        let user = in_scope!(scope.work, |conn| {
             let role = roles::find(conn, role_id)
                 .await?
                 .ok_or_else(|| AppError::not_found(Some("roleId"), "no such role"))?;

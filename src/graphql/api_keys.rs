@@ -9,7 +9,7 @@ use crate::domain::permissions::{self, PermissionSet};
 use crate::error::AppError;
 use crate::graphql::context::ContextExt as _;
 use crate::graphql::pagination::parse_id;
-use crate::in_tenant;
+use crate::in_scope;
 
 #[Object]
 impl ApiKey {
@@ -103,9 +103,10 @@ impl ApiKeysQuery {
         } else {
             Some(access.user()?)
         };
-        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
-            api_keys::list(conn, only).await?
-        ))?)
+        Ok(in_scope!(scope.work, |conn| Ok(api_keys::list(
+            conn, only
+        )
+        .await?))?)
     }
 }
 
@@ -154,7 +155,7 @@ impl ApiKeysMutation {
             return Err(AppError::bad_input("expiresAt", "expiresAt must be in the future").into());
         }
         let slug = scope.tenant.slug.clone();
-        let (api_key, secret) = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+        let (api_key, secret) = in_scope!(scope.work, |conn| {
             let made =
                 api_keys::create(conn, &slug, user, &name, &wanted.to_vec(), input.expires_at)
                     .await?;
@@ -180,7 +181,7 @@ impl ApiKeysMutation {
         let req = ctx.req()?;
         let (scope, access) = req.access().await?;
         let id = parse_id(&input.id, "id")?;
-        let api_key = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+        let api_key = in_scope!(scope.work, |conn| {
             let key = api_keys::find(conn, id).await?;
             let mine = key
                 .as_ref()

@@ -8,7 +8,7 @@ use crate::domain::audit::{self, AuditEvent};
 use crate::domain::{projects, users};
 use crate::graphql::context::ContextExt as _;
 use crate::graphql::pagination::{after_id, connection, page_size};
-use crate::in_tenant;
+use crate::in_scope;
 
 #[Object]
 impl AuditEvent {
@@ -78,12 +78,9 @@ impl AuditQuery {
         let (scope, _) = req.require("audit:read").await?;
         let first = page_size(first)?;
         let after = after_id(after.as_deref())?;
-        let mut rows = in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(audit::page(
-            conn,
-            after,
-            first + 1
-        )
-        .await?))?;
+        let mut rows = in_scope!(scope.work, |conn| Ok(
+            audit::page(conn, after, first + 1).await?
+        ))?;
         let more = rows.len() as i64 > first;
         rows.truncate(first as usize);
         Ok(connection(
@@ -100,7 +97,7 @@ impl AuditQuery {
         let req = ctx.req()?;
         let (scope, _) = req.require("billing:read").await?;
         let plan = req.plan(&scope.tenant.plan_code).await?;
-        let (seats, projects) = in_tenant!(&req.app.pool, &scope.bind, |conn| Ok((
+        let (seats, projects) = in_scope!(scope.work, |conn| Ok((
             users::count(conn, false).await?,
             projects::count(conn).await?
         )))?;

@@ -13,8 +13,8 @@ use crate::domain::permissions::{self, PermissionSet};
 use crate::domain::plans::{self, Plan};
 use crate::error::{AppError, AppResult};
 use crate::graphql::loaders::TenantLoader;
-use crate::in_tenant;
-use crate::tenancy::conn::TenantBinding;
+use crate::in_scope;
+use crate::tenancy::conn::{SharedTx, TenantBinding, TenantWork};
 use crate::tenancy::resolver::{self, TenantSources};
 use crate::tenancy::template::latest_version;
 use crate::tenancy::tenants::Tenant;
@@ -33,6 +33,8 @@ pub struct RequestCtx {
     access: OnceCell<Access>,
     /// Every plan, read at most once per request (a tenants page asks per row).
     plans: OnceCell<Vec<Plan>>,
+    /// The transaction a query's tenant reads share; none for a mutation.
+    shared: Option<Arc<SharedTx>>,
 }
 
 /// A resolved, active tenant and the request's loaders for it.
@@ -41,6 +43,8 @@ pub struct TenantScope {
     pub tenant: Tenant,
     /// Its schema and database role, for tenant-bound transactions.
     pub bind: TenantBinding,
+    /// Where the request's work in the tenant runs.
+    pub work: TenantWork,
     /// Batches per-row lookups into one query per kind.
     pub loader: DataLoader<TenantLoader>,
 }
@@ -160,8 +164,14 @@ impl Access {
     }
 }
 impl RequestCtx {
-    /// Context for one request.
-    pub fn new(app: Arc<App>, principal: AppResult<Principal>, mut sources: TenantSources) -> Self {
+    /// Context for one request. `shared` is the transaction its tenant
+    /// reads share when the request only reads (a query), else `None`.
+    pub fn new(
+        app: Arc<App>,
+        principal: AppResult<Principal>,
+        mut sources: TenantSources,
+        shared: Option<Arc<SharedTx>>,
+    ) -> Self {
         match &principal {
             Ok(Principal::User(claims)) => {
                 sources.token = Some((Some(claims.tid), claims.ten.clone()));
@@ -176,6 +186,7 @@ impl RequestCtx {
             scope: OnceCell::new(),
             access: OnceCell::new(),
             plans: OnceCell::new(),
+            shared,
         }
     }
 
@@ -229,13 +240,13 @@ impl RequestCtx {
                     )));
                 }
                 let bind = TenantBinding::of(&tenant.slug, tenant.db_role.as_deref())?;
-                let loader = DataLoader::new(
-                    TenantLoader::new(self.app.pool.clone(), bind.clone()),
-                    tokio::spawn,
-                );
+                let work =
+                    TenantWork::new(self.app.pool.clone(), bind.clone(), self.shared.clone());
+                let loader = DataLoader::new(TenantLoader::new(work.clone()), tokio::spawn);
                 Ok(TenantScope {
                     tenant,
                     bind,
+                    work,
                     loader,
                 })
             })
@@ -283,9 +294,19 @@ impl RequestCtx {
             }),
             Principal::User(claims) => {
                 let (user, sid) = (claims.sub, claims.sid);
-                let found = {
+                let slug = &scope.bind.slug;
+                let found = if self.shared.is_some() {
+                    // A query: the check is the first statement of the
+                    // request's transaction, which its reads then use.
+                    in_scope!(scope.work, |conn| Ok(permissions::for_session(
+                        conn, slug, user, sid
+                    )
+                    .await?))?
+                } else {
+                    // A mutation: one statement on its own, outside any
+                    // transaction (the tables named with the tenant's schema).
                     let mut conn = pool.get().await?;
-                    permissions::for_session(&mut conn, &scope.bind.slug, user, sid).await?
+                    permissions::for_session(&mut conn, slug, user, sid).await?
                 };
                 if !found.enabled {
                     return Err(AppError::Unauthenticated(
@@ -306,7 +327,7 @@ impl RequestCtx {
                 })
             }
             Principal::ApiKey(key) => {
-                let found = in_tenant!(pool, &scope.bind, |conn| {
+                let found = in_scope!(scope.work, |conn| {
                     let found = permissions::for_api_key(conn, &key.prefix).await?;
                     if let Some(k) = &found
                         && k.live

@@ -13,7 +13,7 @@ use crate::graphql::context::ContextExt as _;
 use crate::graphql::loaders::{RoleKey, load_error};
 use crate::graphql::pagination::parse_id;
 use crate::graphql::sessions::{LoginPayload, issue};
-use crate::in_tenant;
+use crate::in_scope;
 
 #[Object]
 impl Invitation {
@@ -112,7 +112,7 @@ impl InvitationsQuery {
     async fn invitations(&self, ctx: &Context<'_>) -> Result<Vec<Invitation>> {
         let req = ctx.req()?;
         let (scope, _) = req.require("members:manage").await?;
-        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
+        Ok(in_scope!(scope.work, |conn| Ok(
             invitations::list(conn).await?
         ))?)
     }
@@ -142,7 +142,7 @@ impl InvitationsMutation {
             .role
             .unwrap_or_else(|| roles::builtin::MEMBER.to_owned());
         let plan = req.plan(&scope.tenant.plan_code).await?;
-        let (invitation, token) = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+        let (invitation, token) = in_scope!(scope.work, |conn| {
             let role = roles::find_by_key(conn, &role_key)
                 .await?
                 .ok_or_else(|| AppError::not_found(Some("role"), "no such role"))?;
@@ -184,7 +184,7 @@ impl InvitationsMutation {
         let req = ctx.req()?;
         let (scope, access) = req.require("members:manage").await?;
         let id = parse_id(&input.id, "id")?;
-        let invitation = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+        let invitation = in_scope!(scope.work, |conn| {
             let inv = invitations::revoke(conn, id).await?.ok_or_else(|| {
                 AppError::not_found(Some("id"), "no open invitation with this id")
             })?;
@@ -216,7 +216,7 @@ impl InvitationsMutation {
         let plan = req.plan(&scope.tenant.plan_code).await?;
         let hash = auth::hash_password(input.password).await?;
         let ttl = req.app.config.session_ttl();
-        let (session, refresh, user) = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+        let (session, refresh, user) = in_scope!(scope.work, |conn| {
             let inv = invitations::claim(conn, &input.token)
                 .await?
                 .ok_or_else(|| {

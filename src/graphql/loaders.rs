@@ -1,5 +1,6 @@
 //! Per-request DataLoaders: one query per kind of lookup, however many rows
-//! ask. Each batch runs in its own tenant-bound transaction.
+//! ask. Each batch is a step of the request's tenant work: in a query, the
+//! request's shared transaction; in a mutation, a transaction of its own.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,7 +10,6 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use crate::db::Pool;
 use crate::db::schema::tenant::tasks as tasks_table;
 use crate::domain::projects::Project;
 use crate::domain::roles::{self, Assignment, Role};
@@ -17,14 +17,14 @@ use crate::domain::tasks::{self, Task};
 use crate::domain::teams::{self, Team};
 use crate::domain::users::{self, User};
 use crate::error::AppError;
-use crate::in_tenant;
-use crate::tenancy::conn::TenantBinding;
+use crate::in_scope;
+use crate::tenancy::conn::TenantWork;
 
-/// Runs one batch in its own tenant-bound transaction; errors are shared
-/// between the batch's waiters.
+/// Runs one batch as a step of the request's tenant work; errors are
+/// shared between the batch's waiters.
 macro_rules! batch {
     ($loader:expr, |$conn:ident| $body:expr) => {
-        async { in_tenant!(&$loader.pool, &$loader.bind, |$conn| $body) }
+        async { in_scope!($loader.work, |$conn| $body) }
             .await
             .map_err(Arc::new)?
     };
@@ -32,14 +32,13 @@ macro_rules! batch {
 
 /// Loads rows of one tenant.
 pub struct TenantLoader {
-    pool: Pool,
-    bind: TenantBinding,
+    work: TenantWork,
 }
 
 impl TenantLoader {
     /// A loader for one tenant's schema, under its role.
-    pub fn new(pool: Pool, bind: TenantBinding) -> Self {
-        Self { pool, bind }
+    pub fn new(work: TenantWork) -> Self {
+        Self { work }
     }
 }
 

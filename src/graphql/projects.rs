@@ -11,7 +11,7 @@ use crate::graphql::context::ContextExt as _;
 use crate::graphql::loaders::{ProjectTaskCountKey, ProjectTasksKey, load_error};
 use crate::graphql::pagination::{after_id, connection, page_size, parse_id};
 use crate::graphql::tasks::{TaskConnectionFields, TaskStatus, TaskTotal};
-use crate::in_tenant;
+use crate::in_scope;
 
 #[Object]
 impl Project {
@@ -84,7 +84,7 @@ impl ProjectConnectionFields {
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
         let req = ctx.req()?;
         let (scope, _) = req.require("projects:read").await?;
-        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
+        Ok(in_scope!(scope.work, |conn| Ok(
             projects::count(conn).await?
         ))?)
     }
@@ -156,10 +156,9 @@ impl ProjectsQuery {
         let (scope, _) = req.require("projects:read").await?;
         let first = page_size(first)?;
         let after = after_id(after.as_deref())?;
-        let (rows, more) = in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(projects::page(
-            conn, first, after
-        )
-        .await?))?;
+        let (rows, more) = in_scope!(scope.work, |conn| Ok(
+            projects::page(conn, first, after).await?
+        ))?;
         Ok(connection(
             rows,
             more,
@@ -174,7 +173,7 @@ impl ProjectsQuery {
         let req = ctx.req()?;
         let (scope, _) = req.require("projects:read").await?;
         let id = parse_id(&id, "id")?;
-        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
+        Ok(in_scope!(scope.work, |conn| Ok(
             projects::find(conn, id).await?
         ))?)
     }
@@ -201,7 +200,7 @@ impl ProjectsMutation {
             .map(projects::parse_description)
             .transpose()?;
         let max_projects = req.plan(&scope.tenant.plan_code).await?.max_projects;
-        let project = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+        let project = in_scope!(scope.work, |conn| {
             projects::create(conn, name, description, max_projects).await
         })?;
         Ok(CreateProjectPayload { project })
@@ -228,10 +227,9 @@ impl ProjectsMutation {
                 MaybeUndefined::Value(d) => Some(Some(projects::parse_description(&d)?)),
             },
         };
-        let project = in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(projects::update(
-            conn, id, changes
-        )
-        .await?))?
+        let project = in_scope!(scope.work, |conn| Ok(
+            projects::update(conn, id, changes).await?
+        ))?
         .ok_or_else(|| AppError::not_found(Some("id"), "project not found"))?;
         Ok(UpdateProjectPayload { project })
     }
@@ -245,10 +243,7 @@ impl ProjectsMutation {
         let req = ctx.req()?;
         let (scope, _) = req.require("projects:write").await?;
         let id = parse_id(&input.id, "id")?;
-        let existed = in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(projects::delete(
-            conn, id
-        )
-        .await?))?;
+        let existed = in_scope!(scope.work, |conn| Ok(projects::delete(conn, id).await?))?;
         if !existed {
             return Err(AppError::not_found(Some("id"), "project not found").into());
         }

@@ -10,7 +10,7 @@ use crate::domain::{audit, users};
 use crate::error::{AppError, AppResult};
 use crate::graphql::context::{ContextExt as _, RequestCtx, TenantScope};
 use crate::graphql::pagination::parse_id;
-use crate::in_tenant;
+use crate::in_scope;
 
 #[Object]
 impl Session {
@@ -88,9 +88,10 @@ impl SessionsQuery {
         let req = ctx.req()?;
         let (scope, access) = req.access().await?;
         let user = access.signed_in_user()?;
-        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
-            sessions::live_of(conn, user).await?
-        ))?)
+        Ok(in_scope!(scope.work, |conn| Ok(sessions::live_of(
+            conn, user
+        )
+        .await?))?)
     }
 }
 
@@ -113,7 +114,6 @@ impl SessionsMutation {
     ) -> Result<LoginPayload> {
         let req = ctx.req()?;
         let scope = req.tenant().await?;
-        let pool = &req.app.pool;
         let throttle = req.app.config.throttle();
         // PostgreSQL refuses NUL in text; such an email matches nobody and
         // is not worth a throttling row.
@@ -122,7 +122,7 @@ impl SessionsMutation {
             auth::verify_password(password, None).await?;
             return Err(wrong_credentials().into());
         }
-        let (attempt, found) = in_tenant!(pool, &scope.bind, |conn| {
+        let (attempt, found) = in_scope!(scope.work, |conn| {
             let attempt = sessions::begin_attempt(conn, &email, &throttle).await?;
             let found = match attempt {
                 Attempt::Locked(_) => None,
@@ -143,7 +143,7 @@ impl SessionsMutation {
         let ok = auth::verify_password(password, hash).await?;
         let Some(id) = id.filter(|_| ok) else {
             if attempts >= throttle.lock_after {
-                let until = in_tenant!(pool, &scope.bind, |conn| Ok(sessions::lock(
+                let until = in_scope!(scope.work, |conn| Ok(sessions::lock(
                     conn, &email, &throttle
                 )
                 .await?))?;
@@ -153,7 +153,7 @@ impl SessionsMutation {
             return Err(wrong_credentials().into());
         };
         let ttl = req.app.config.session_ttl();
-        let started = in_tenant!(pool, &scope.bind, |conn| {
+        let started = in_scope!(scope.work, |conn| {
             if let Some(until) = sessions::succeed(conn, &email).await? {
                 return Ok(Err(until));
             }
@@ -175,10 +175,9 @@ impl SessionsMutation {
     ) -> Result<LoginPayload> {
         let req = ctx.req()?;
         let scope = req.tenant().await?;
-        let pool = &req.app.pool;
         // The outcome is committed first (a detected reuse must stay revoked),
         // then turned into an answer.
-        let (outcome, user) = in_tenant!(pool, &scope.bind, |conn| {
+        let (outcome, user) = in_scope!(scope.work, |conn| {
             let outcome = sessions::refresh(conn, &input.refresh_token).await?;
             let user = match &outcome {
                 Refreshed::Rotated { session, .. } => users::find(conn, session.user_id).await?,
@@ -219,7 +218,7 @@ impl SessionsMutation {
             )
             .into());
         };
-        let session = end(req, scope, access, id, "signed out").await?;
+        let session = end(scope, access, id, "signed out").await?;
         Ok(RevokeSessionPayload { session })
     }
 
@@ -235,19 +234,18 @@ impl SessionsMutation {
         let req = ctx.req()?;
         let (scope, access) = req.access().await?;
         let id = parse_id(&input.id, "id")?;
-        let session = end(req, scope, access, id, "revoked").await?;
+        let session = end(scope, access, id, "revoked").await?;
         Ok(RevokeSessionPayload { session })
     }
 }
 
 async fn end(
-    req: &RequestCtx,
     scope: &TenantScope,
     access: &crate::graphql::context::Access,
     id: Uuid,
     reason: &str,
 ) -> AppResult<Session> {
-    in_tenant!(&req.app.pool, &scope.bind, |conn| {
+    in_scope!(scope.work, |conn| {
         let session = sessions::find(conn, id)
             .await?
             .ok_or_else(|| AppError::not_found(Some("id"), "no such session"))?;

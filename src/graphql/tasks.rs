@@ -11,7 +11,7 @@ use crate::error::AppError;
 use crate::graphql::context::ContextExt as _;
 use crate::graphql::loaders::{ProjectKey, ProjectTaskCountKey, UserKey, load_error};
 use crate::graphql::pagination::{after_id, connection, page_size, parse_id};
-use crate::in_tenant;
+use crate::in_scope;
 
 /// Where a task is in its life.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -107,9 +107,10 @@ impl TaskConnectionFields {
         let req = ctx.req()?;
         let (scope, _) = req.require("tasks:read").await?;
         match &self.0 {
-            TaskTotal::Filter(filter) => Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
-                tasks::count(conn, filter).await?
-            ))?),
+            TaskTotal::Filter(filter) => Ok(in_scope!(scope.work, |conn| Ok(tasks::count(
+                conn, filter
+            )
+            .await?))?),
             TaskTotal::Project(key) => Ok(scope
                 .loader
                 .load_one(*key)
@@ -210,7 +211,7 @@ impl TasksQuery {
                 .map(|id| parse_id(id, "assigneeId"))
                 .transpose()?,
         };
-        let (rows, more) = in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(tasks::page(
+        let (rows, more) = in_scope!(scope.work, |conn| Ok(tasks::page(
             conn, &filter, first, after
         )
         .await?))?;
@@ -249,8 +250,7 @@ impl TasksMutation {
                 .transpose()?,
             due_date: input.due_date,
         };
-        let task = in_tenant!(&req.app.pool, &scope.bind, |conn| tasks::create(conn, new)
-            .await)?;
+        let task = in_scope!(scope.work, |conn| tasks::create(conn, new).await)?;
         Ok(CreateTaskPayload { task })
     }
 
@@ -277,11 +277,8 @@ impl TasksMutation {
                 MaybeUndefined::Value(d) => Some(Some(d)),
             },
         };
-        let task = in_tenant!(&req.app.pool, &scope.bind, |conn| tasks::update(
-            conn, id, changes
-        )
-        .await)?
-        .ok_or_else(|| AppError::not_found(Some("id"), "task not found"))?;
+        let task = in_scope!(scope.work, |conn| tasks::update(conn, id, changes).await)?
+            .ok_or_else(|| AppError::not_found(Some("id"), "task not found"))?;
         Ok(UpdateTaskPayload { task })
     }
 
@@ -294,10 +291,7 @@ impl TasksMutation {
         let req = ctx.req()?;
         let (scope, _) = req.require("tasks:write").await?;
         let id = parse_id(&input.id, "id")?;
-        let existed = in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(tasks::delete(
-            conn, id
-        )
-        .await?))?;
+        let existed = in_scope!(scope.work, |conn| Ok(tasks::delete(conn, id).await?))?;
         if !existed {
             return Err(AppError::not_found(Some("id"), "task not found").into());
         }

@@ -10,7 +10,7 @@ use crate::error::AppError;
 use crate::graphql::context::ContextExt as _;
 use crate::graphql::loaders::{TeamChildrenKey, TeamKey, TeamMembersKey, load_error};
 use crate::graphql::pagination::parse_id;
-use crate::in_tenant;
+use crate::in_scope;
 
 #[Object]
 impl Team {
@@ -120,9 +120,7 @@ impl TeamsQuery {
     async fn teams(&self, ctx: &Context<'_>) -> Result<Vec<Team>> {
         let req = ctx.req()?;
         let (scope, _) = req.require("members:read").await?;
-        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
-            teams::list(conn).await?
-        ))?)
+        Ok(in_scope!(scope.work, |conn| Ok(teams::list(conn).await?))?)
     }
 
     /// One team. Needs `members:read`.
@@ -130,7 +128,7 @@ impl TeamsQuery {
         let req = ctx.req()?;
         let (scope, _) = req.require("members:read").await?;
         let id = parse_id(&id, "id")?;
-        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
+        Ok(in_scope!(scope.work, |conn| Ok(
             teams::find(conn, id).await?
         ))?)
     }
@@ -151,7 +149,7 @@ impl TeamsMutation {
             .parent_id
             .map(|p| parse_id(&p, "parentId"))
             .transpose()?;
-        let team = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+        let team = in_scope!(scope.work, |conn| {
             let team = teams::create(conn, &name, parent).await?;
             audit::record(
                 conn,
@@ -177,7 +175,7 @@ impl TeamsMutation {
             MaybeUndefined::Null => Some(None),
             MaybeUndefined::Value(p) => Some(Some(parse_id(&p, "parentId")?)),
         };
-        let team = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+        let team = in_scope!(scope.work, |conn| {
             let team = teams::update(conn, id, name.as_deref(), parent).await?;
             audit::record(
                 conn,
@@ -201,7 +199,7 @@ impl TeamsMutation {
         let req = ctx.req()?;
         let (scope, access) = req.require("teams:manage").await?;
         let id = parse_id(&input.id, "id")?;
-        in_tenant!(&req.app.pool, &scope.bind, |conn| {
+        in_scope!(scope.work, |conn| {
             teams::delete(conn, id).await?;
             audit::record(conn, access.who(), "team.deleted", Some(("team", id)), "").await?;
             Ok(())
@@ -239,7 +237,7 @@ async fn change_member(
     let (scope, access) = req.require("teams:manage").await?;
     let team_id = parse_id(&input.team_id, "teamId")?;
     let user_id = parse_id(&input.user_id, "userId")?;
-    let team = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+    let team = in_scope!(scope.work, |conn| {
         let team = teams::find(conn, team_id)
             .await?
             .ok_or_else(|| AppError::not_found(Some("teamId"), "no such team"))?;

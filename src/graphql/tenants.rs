@@ -516,6 +516,7 @@ impl TenantsMutation {
         .await?;
         // A cached "no such tenant" must not outlive the tenant's creation.
         app.tenants.clear();
+        app.schema_pool_wake.notify_one();
         Ok(CreateTenantPayload {
             tenant: made.tenant,
             owner: TenantOwner(made.owner),

@@ -15,7 +15,7 @@ use crate::graphql::context::{Actor, ContextExt as _};
 use crate::graphql::loaders::{UserRolesKey, load_error};
 use crate::graphql::pagination::{after_id, connection, page_size, parse_id};
 use crate::graphql::sessions::rate_limited;
-use crate::in_tenant;
+use crate::in_scope;
 
 #[Object]
 impl User {
@@ -114,9 +114,7 @@ impl UsersQuery {
         let Actor::User(id) = access.actor else {
             return Ok(None);
         };
-        let user = in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
-            users::find(conn, id).await?
-        ))?;
+        let user = in_scope!(scope.work, |conn| Ok(users::find(conn, id).await?))?;
         user.map(Some)
             .ok_or_else(|| AppError::Unauthenticated("this user no longer exists".into()).into())
     }
@@ -134,7 +132,7 @@ impl UsersQuery {
         let first = page_size(first)?;
         let after = after_id(after.as_deref())?;
         let all = include_disabled.unwrap_or(false);
-        let (rows, total) = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+        let (rows, total) = in_scope!(scope.work, |conn| {
             let rows = users::page(conn, after, first + 1, all).await?;
             Ok((rows, users::count(conn, all).await?))
         })?;
@@ -155,7 +153,7 @@ impl UsersQuery {
         let req = ctx.req()?;
         let (scope, _) = req.require("members:read").await?;
         let id = parse_id(&id, "id")?;
-        Ok(in_tenant!(&req.app.pool, &scope.bind, |conn| Ok(
+        Ok(in_scope!(scope.work, |conn| Ok(
             users::find(conn, id).await?
         ))?)
     }
@@ -191,7 +189,7 @@ impl UsersMutation {
             .unwrap_or_else(|| roles::builtin::MEMBER.to_owned());
         let plan = req.plan(&scope.tenant.plan_code).await?;
         let hash = auth::hash_password(input.password).await?;
-        let user = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+        let user = in_scope!(scope.work, |conn| {
             let role = roles::find_by_key(conn, &role_key)
                 .await?
                 .ok_or_else(|| AppError::not_found(Some("role"), "no such role"))?;
@@ -243,7 +241,7 @@ impl UsersMutation {
         if !own {
             access.require("members:manage")?;
         }
-        let user = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+        let user = in_scope!(scope.work, |conn| {
             if !own {
                 access.require_covers_user(conn, id).await?;
             }
@@ -278,11 +276,10 @@ impl UsersMutation {
         let (scope, access) = req.access().await?;
         let id = access.signed_in_user()?;
         auth::check_new_password(&input.new_password, "newPassword")?;
-        let pool = &req.app.pool;
         let throttle = req.app.config.throttle();
         // Wrong current passwords count against the same sign-in throttle
         // as `login`: a stolen access token does not buy unlimited guesses.
-        let (email, stored, attempt) = in_tenant!(pool, &scope.bind, |conn| {
+        let (email, stored, attempt) = in_scope!(scope.work, |conn| {
             let user = users::find(conn, id)
                 .await?
                 .ok_or_else(|| AppError::Unauthenticated("this user no longer exists".into()))?;
@@ -296,7 +293,7 @@ impl UsersMutation {
         };
         if !auth::verify_password(input.current_password, stored.clone()).await? {
             if attempts >= throttle.lock_after {
-                let until = in_tenant!(pool, &scope.bind, |conn| Ok(sessions::lock(
+                let until = in_scope!(scope.work, |conn| Ok(sessions::lock(
                     conn, &email, &throttle
                 )
                 .await?))?;
@@ -308,7 +305,7 @@ impl UsersMutation {
         }
         let hash = auth::hash_password(input.new_password).await?;
         let session = access.session;
-        let user = in_tenant!(pool, &scope.bind, |conn| {
+        let user = in_scope!(scope.work, |conn| {
             // Still signed in, and nobody changed the password meanwhile
             // (a change elsewhere would have ended this session).
             let live = match session {
@@ -354,7 +351,7 @@ async fn set_disabled(
     let (scope, access) = req.require("members:manage").await?;
     let id = parse_id(&input.id, "id")?;
     let plan = req.plan(&scope.tenant.plan_code).await?;
-    let user = in_tenant!(&req.app.pool, &scope.bind, |conn| {
+    let user = in_scope!(scope.work, |conn| {
         access.require_covers_user(conn, id).await?;
         if disabled {
             roles::keep_an_owner(conn, id).await?;

@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use crate::app::App;
 use crate::auth;
 use crate::graphql::context::RequestCtx;
+use crate::tenancy::conn::SharedTx;
 use crate::tenancy::resolver::TenantSources;
 
 /// Code for a request the server could not read as GraphQL at all.
@@ -133,8 +134,14 @@ async fn execute(
     }
     let principal = auth::principal_from_headers(headers, &app.secrets.admin_token, &app.keys);
     let sources = TenantSources::from_headers(headers, app.config.base_domain.as_deref());
-    let ctx = RequestCtx::new(app.clone(), principal, sources);
+    // A query's tenant reads share one transaction, committed once the
+    // response is ready; a mutation's steps each commit on their own.
+    let shared = matches!(op, Some(OperationType::Query)).then(|| Arc::new(SharedTx::default()));
+    let ctx = RequestCtx::new(app.clone(), principal, sources, shared.clone());
     let mut response = app.schema.execute(request.data(ctx)).await;
+    if let Some(shared) = shared {
+        shared.commit().await;
+    }
     for error in &mut response.errors {
         let has_code = error
             .extensions

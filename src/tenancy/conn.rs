@@ -12,6 +12,8 @@
 //! back to the pool with its transaction still open; the pool sees that and
 //! discards the connection instead of reusing it.
 
+use std::sync::Arc;
+
 use diesel_async::TransactionManager as _;
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection};
 
@@ -58,7 +60,19 @@ impl<'p> TenantTx<'p> {
         begin_bound(&mut conn, bind).await?;
         Ok(Self { conn })
     }
+}
 
+impl TenantTx<'static> {
+    /// Like [`TenantTx::begin`], for a transaction that outlives the borrow
+    /// of the pool (a request's shared transaction).
+    pub async fn begin_owned(pool: &Pool, bind: &TenantBinding) -> AppResult<Self> {
+        let mut conn = pool.get_owned().await?;
+        begin_bound(&mut conn, bind).await?;
+        Ok(Self { conn })
+    }
+}
+
+impl TenantTx<'_> {
     /// The bound connection.
     pub fn conn(&mut self) -> &mut AsyncPgConnection {
         &mut self.conn
@@ -96,6 +110,118 @@ pub async fn begin_bound(conn: &mut AsyncPgConnection, bind: &TenantBinding) -> 
     AnsiTransactionManager::begin_transaction_sql(conn, &sql)
         .await
         .map_err(AppError::from)
+}
+
+/// Where one request's work in its tenant runs.
+///
+/// A mutation's steps each run in their own transaction (each commits, or
+/// rolls back, on its own). A query's reads share one transaction for the
+/// whole request, begun on first use and committed when the request ends:
+/// one `BEGIN` and binding, one `COMMIT` and one pooled connection per
+/// request, however many batches its fields need. Statements still see
+/// what other transactions committed before each of them (PostgreSQL's
+/// default, read committed).
+#[derive(Clone)]
+pub struct TenantWork {
+    pool: Pool,
+    bind: TenantBinding,
+    shared: Option<Arc<SharedTx>>,
+}
+
+impl TenantWork {
+    /// Work for `bind`'s tenant; `shared` is the request's transaction when
+    /// the request only reads (see [`SharedTx`]).
+    pub fn new(pool: Pool, bind: TenantBinding, shared: Option<Arc<SharedTx>>) -> Self {
+        Self { pool, bind, shared }
+    }
+
+    /// Starts a step: the shared transaction (waiting for any other step of
+    /// the request using it), or a transaction of its own.
+    pub async fn begin(&self) -> AppResult<Step<'_>> {
+        match &self.shared {
+            Some(shared) => {
+                let mut slot = shared.0.lock().await;
+                let tx = match slot.take() {
+                    Some(tx) => tx,
+                    None => TenantTx::begin_owned(&self.pool, &self.bind).await?,
+                };
+                Ok(Step::Shared { slot, tx })
+            }
+            None => Ok(Step::Own(TenantTx::begin(&self.pool, &self.bind).await?)),
+        }
+    }
+}
+
+/// One request's shared read transaction (none until first used).
+///
+/// Dropped with a transaction still open (a cancelled request), its
+/// connection goes back to the pool mid-transaction and is discarded.
+#[derive(Default)]
+pub struct SharedTx(tokio::sync::Mutex<Option<TenantTx<'static>>>);
+
+impl SharedTx {
+    /// Commits the transaction if one was begun: the end of the request.
+    pub async fn commit(&self) {
+        let open = self.0.lock().await.take();
+        if let Some(tx) = open
+            && let Err(e) = tx.finish(Ok(())).await
+        {
+            tracing::warn!(error = ?e, "committing a request's read transaction");
+        }
+    }
+}
+
+/// A step of tenant work in progress (see [`TenantWork::begin`]).
+pub enum Step<'a> {
+    /// In a transaction of its own.
+    Own(TenantTx<'a>),
+    /// In the request's shared transaction, held until the step ends.
+    Shared {
+        slot: tokio::sync::MutexGuard<'a, Option<TenantTx<'static>>>,
+        tx: TenantTx<'static>,
+    },
+}
+
+impl Step<'_> {
+    /// The bound connection.
+    pub fn conn(&mut self) -> &mut AsyncPgConnection {
+        match self {
+            Step::Own(tx) => tx.conn(),
+            Step::Shared { tx, .. } => tx.conn(),
+        }
+    }
+
+    /// Ends the step and passes `result` through. Its own transaction
+    /// commits on success and rolls back on error; the shared one stays open
+    /// for the request's next step on success, and on error (when
+    /// PostgreSQL has aborted it) rolls back, the next step beginning anew.
+    pub async fn finish<T>(self, result: AppResult<T>) -> AppResult<T> {
+        match self {
+            Step::Own(tx) => tx.finish(result).await,
+            Step::Shared { mut slot, tx } => match result {
+                Ok(value) => {
+                    *slot = Some(tx);
+                    Ok(value)
+                }
+                Err(err) => tx.finish(Err(err)).await,
+            },
+        }
+    }
+}
+
+/// Runs `body` as one step of a request's tenant work ([`TenantWork`]):
+/// `in_scope!(work, |conn| { ... })`.
+#[macro_export]
+macro_rules! in_scope {
+    ($work:expr, |$conn:ident| $body:expr) => {{
+        let mut step = $crate::tenancy::conn::TenantWork::begin(&$work).await?;
+        let result: $crate::error::AppResult<_> = async {
+            let $conn = step.conn();
+            $body
+        }
+        .await;
+        step.finish(result).await
+    }};
 }
 
 /// Runs `f` in a transaction bound to a tenant, committing on success.

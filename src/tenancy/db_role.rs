@@ -64,7 +64,18 @@ pub async fn create(
     slug: &TenantSlug,
     role: &DbRole,
 ) -> QueryResult<()> {
-    let (schema, role) = (slug.quoted_schema(), role.quoted());
+    create_for_schema(conn, &slug.quoted_schema(), role).await
+}
+
+/// [`create`] for a schema named outright (a warm-pool schema, which gets
+/// its tenant's name when claimed). `schema` is a quoted identifier built
+/// from a validated name.
+pub(crate) async fn create_for_schema(
+    conn: &mut AsyncPgConnection,
+    schema: &str,
+    role: &DbRole,
+) -> QueryResult<()> {
+    let role = role.quoted();
     conn.batch_execute(&format!(
         "CREATE ROLE {role} NOLOGIN NOINHERIT; \
          GRANT {role} TO CURRENT_USER; \

@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod lifecycle;
 pub mod provision;
 pub mod resolver;
+pub mod schema_pool;
 pub mod slug;
 pub mod template;
 pub mod tenants;

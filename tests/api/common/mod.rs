@@ -205,6 +205,8 @@ impl TestAppBuilder {
             login_lock_after: self.login_lock_after,
             login_lock_secs: 900,
             tenant_retention_days: 30,
+            schema_pool: 0,
+            tenants_per_connection: 0,
         };
         let secrets = Secrets::load(&config).unwrap();
         let admin_token = secrets.admin_token.clone();

@@ -1,0 +1,1078 @@
+//! Strata against its peers, on one private PostgreSQL and the same data:
+//! `cargo bench --bench peers [-- --tenants 10 --big 10000 --secs 10]`.
+//!
+//! Builds and starts the release `strata` binary on a fresh, durable
+//! private cluster, provisions tenants through `createTenant`, gives each the
+//! R1 data (10 users, 10 projects x 20 tasks, tasks assigned), then measures:
+//!
+//! - R1 (dashboard read) and W1 (`createTask`) on Strata, driven by `wrk`,
+//!   a random tenant per request, each with its owner's token;
+//! - R1's SQL through `pgbench` (tenant switch included): the ceiling;
+//! - R1 on PostGraphile (installed from npm by `bench/peers/postgraphile`);
+//! - P1 (`createTenant`): over HTTP, and in process without the password
+//!   hash, cold and from the warm schema pool, against the same DDL run
+//!   directly and against django-tenants (installed from PyPI by
+//!   `bench/peers/django_tenants`) creating the same tables;
+//! - with `--big N`: R1 again over N tenants, and PostgreSQL's memory with
+//!   the pool's connections spread over all of them.
+//!
+//! Pinning (two cores): the load generator (wrk or pgbench) runs on CPU 0,
+//! the server under test (Strata or PostGraphile) on CPU 1, PostgreSQL on
+//! both. The figures land in BENCHMARKS.md.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use clap::Parser;
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection as _};
+use serde_json::{Value, json};
+use strata::auth::TokenKeys;
+use strata::db::Pool;
+use strata::db::embedded::{self, EmbeddedPostgres};
+use strata::domain::sessions;
+use strata::in_tenant;
+use strata::tenancy::conn::TenantBinding;
+use strata::tenancy::provision::{self, CreateTenant};
+use strata::tenancy::schema_pool;
+use strata::tenancy::template::TEMPLATE;
+use uuid::Uuid;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Tenants for the R1/W1 runs (and created over HTTP, timed as P1).
+    #[arg(long, default_value_t = 10)]
+    tenants: usize,
+    /// Also run R1 over this many tenants (0: skip).
+    #[arg(long, default_value_t = 0)]
+    big: usize,
+    /// Seconds each load run lasts (after a warm-up of a third of it).
+    #[arg(long, default_value_t = 10)]
+    secs: u64,
+    /// Concurrent connections of the load generator.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Tenants created for each in-process P1 measurement.
+    #[arg(long, default_value_t = 40)]
+    p1: usize,
+    /// Distinct tenants a server connection serves before it is replaced
+    /// (the server's STRATA_TENANTS_PER_CONNECTION).
+    #[arg(long, default_value_t = 500)]
+    tenants_per_connection: usize,
+    /// Skip PostGraphile and django-tenants (no npm, no PyPI).
+    #[arg(long)]
+    no_peers: bool,
+    /// Load the R1 data, print how to reach the server, and keep it up
+    /// (for profiling) until interrupted.
+    #[arg(long)]
+    hold: bool,
+    /// cargo passes --bench; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+const ADMIN: &str = "bench-admin";
+const SECRET: &str = "bench-secret";
+/// The server's connections name themselves so, to tell them from ours.
+const SERVER_APP: &str = "strata_under_test";
+
+const R1_GRAPHQL: &str = "{ projects(first: 10) { edges { node { id name \
+    tasks(first: 20) { edges { node { id title status assignee { id displayName } } } } } } } }";
+
+const W1_GRAPHQL: &str = "mutation($i: CreateTaskInput!) { createTask(input: $i) { task { id } } }";
+
+/// What R1 needs in SQL, as one statement (what pgbench runs).
+const R1_SQL: &str = "SELECT p.id, p.name, t.id, t.title, t.status, u.id, u.display_name \
+    FROM (SELECT id, name FROM projects ORDER BY id LIMIT 10) p \
+    LEFT JOIN LATERAL (SELECT id, title, status, assignee_id FROM tasks \
+        WHERE project_id = p.id ORDER BY id LIMIT 20) t ON true \
+    LEFT JOIN users u ON u.id = t.assignee_id;";
+
+/// The R1 data: the owner and 9 more users, 10 projects x 20 tasks.
+const SEED: &str = "
+INSERT INTO users (id, email, display_name, password_hash)
+  SELECT gen_random_uuid(), 'u' || i || '@bench.test', 'User ' || i, 'x' FROM generate_series(1, 9) i;
+INSERT INTO projects (id, name)
+  SELECT gen_random_uuid(), 'Project ' || i FROM generate_series(1, 10) i;
+INSERT INTO tasks (id, project_id, title, assignee_id)
+  SELECT gen_random_uuid(), p.id, 'Task ' || i,
+         (SELECT id FROM users ORDER BY id OFFSET (i % 10) LIMIT 1)
+  FROM projects p, generate_series(1, 20) i;
+ANALYZE users; ANALYZE projects; ANALYZE tasks;";
+
+/// One tenant as the load generator sees it.
+#[derive(Debug, Clone)]
+struct BenchTenant {
+    slug: String,
+    role: String,
+    token: String,
+    project: Uuid,
+}
+
+/// Latency percentiles (ms) and throughput of one run.
+#[derive(Debug, Clone, Copy, Default)]
+struct Load {
+    rps: f64,
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    errors: u64,
+}
+
+/// Percentiles (ms) of one-at-a-time timings.
+#[derive(Debug, Clone, Copy, Default)]
+struct Timings {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+}
+
+impl Timings {
+    fn of(mut ms: Vec<f64>) -> Self {
+        ms.sort_by(f64::total_cmp);
+        let at = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
+        Self {
+            p50: at(0.5),
+            p95: at(0.95),
+            p99: at(0.99),
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    ensure_tools(!args.no_peers)?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("strata-peers-{}", std::process::id()));
+    let opts = embedded::Options {
+        data_dir: dir.join("pg"),
+        ephemeral: false,
+    };
+    eprintln!("starting PostgreSQL in {}", dir.display());
+    let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&opts)).await??;
+    embedded::ensure_database(&pg, "bench").await?;
+    let url = pg.url("bench");
+    strata::db::migrate(&url).await?;
+    let result = measure(&args, root, &dir, &url).await;
+    tokio::task::spawn_blocking(move || pg.stop()).await??;
+    let _ = std::fs::remove_dir_all(&dir);
+    print!("{}", result?);
+    Ok(())
+}
+
+async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Result<String> {
+    let (pool, _) = strata::db::build_pool(url, 4);
+    let mut report = String::new();
+    let port = free_port()?;
+    let mut server = Server::start(dir, url, port, args.tenants_per_connection)?;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    server.wait_ready(&client, &base).await?;
+
+    // P1 over HTTP: the whole createTenant request, password hash included.
+    eprintln!("P1: creating {} tenants over HTTP", args.tenants);
+    let mut http_ms = Vec::new();
+    let mut tenants = Vec::new();
+    for i in 0..args.tenants {
+        let slug = format!("bench_{i:05}");
+        let started = Instant::now();
+        create_over_http(&client, &base, &slug).await?;
+        http_ms.push(ms(started.elapsed()));
+        tenants.push(load_tenant(&pool, &slug).await?);
+    }
+    let p1_http = Timings::of(http_ms);
+    if args.hold {
+        let lua = dir.join("strata-r1.lua");
+        std::fs::write(&lua, strata_lua(&tenants, false))?;
+        eprintln!(
+            "holding: {base} (PostgreSQL {url}); R1 as a wrk script: {}\n\
+             curl -H 'X-Tenant: {}' -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' \\\n  \
+             -d '{}' {base}/graphql",
+            lua.display(),
+            tenants[0].slug,
+            tenants[0].token,
+            json!({ "query": R1_GRAPHQL })
+        );
+        tokio::signal::ctrl_c().await?;
+        server.stop();
+        return Ok(String::new());
+    }
+    let mut hash_ms = Vec::new();
+    for _ in 0..10 {
+        let started = Instant::now();
+        strata::auth::hash_password("bench-password".into()).await?;
+        hash_ms.push(ms(started.elapsed()));
+    }
+    let hash = Timings::of(hash_ms);
+
+    // P1 in process, the hash left out: what createTenant's transaction
+    // costs, against the same DDL sent directly.
+    eprintln!(
+        "P1: {} tenants in process, and the same DDL directly",
+        args.p1
+    );
+    let password_hash = strata::auth::hash_password("bench-password".into()).await?;
+    let p1_cold = provision_many(&pool, "cold", args.p1, &password_hash).await?;
+    let p1_ddl = direct_ddl(url, args.p1).await?;
+    eprintln!("P1: {} tenants from the warm schema pool", args.p1);
+    schema_pool::fill(&pool, TEMPLATE, args.p1)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let p1_warm = provision_many(&pool, "warm", args.p1, &password_hash).await?;
+    schema_pool::fill(&pool, TEMPLATE, args.p1)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut warm_http = Vec::new();
+    for i in 0..args.p1 {
+        let started = Instant::now();
+        create_over_http(&client, &base, &format!("p1http_{i:05}")).await?;
+        warm_http.push(ms(started.elapsed()));
+    }
+    let p1_warm_http = Timings::of(warm_http);
+
+    // R1 and W1 on Strata.
+    eprintln!("R1 on Strata over {} tenants", tenants.len());
+    check_r1(&client, &base, &tenants[0]).await?;
+    let lua = dir.join("strata-r1.lua");
+    std::fs::write(&lua, strata_lua(&tenants, false))?;
+    let r1 = wrk(&base, &lua, args, "/graphql")?;
+    let strata_rss = server.peak_rss_kib()?;
+    let pg_mem_small = pg_backend_memory(&pool).await?;
+    eprintln!("W1 on Strata");
+    std::fs::write(&lua, strata_lua(&tenants, true))?;
+    let w1 = wrk(&base, &lua, args, "/graphql")?;
+
+    // The ceiling: R1's SQL through pgbench, tenant switch included.
+    eprintln!("R1's SQL through pgbench");
+    let ceiling = pgbench_r1(url, dir, &tenants, args)?;
+
+    // PostGraphile.
+    let postgraphile = if args.no_peers {
+        None
+    } else {
+        eprintln!("R1 on PostGraphile");
+        Some(postgraphile_r1(root, dir, url, &tenants, args).await?)
+    };
+    let django = if args.no_peers {
+        None
+    } else {
+        eprintln!("P1 on django-tenants");
+        Some(django_p1(root, dir, url, args.p1)?)
+    };
+
+    // Ten thousand tenants.
+    let mut big = None;
+    if args.big > tenants.len() {
+        eprintln!("provisioning up to {} tenants", args.big);
+        let more = provision_bulk(&pool, tenants.len(), args.big, &password_hash).await?;
+        let mut all = tenants.clone();
+        all.extend(more);
+        std::fs::write(&lua, strata_lua(&all, false))?;
+        eprintln!("R1 on Strata over {} tenants", all.len());
+        let run = wrk(&base, &lua, args, "/graphql")?;
+        let mem = pg_backend_memory(&pool).await?;
+        let rss = server.peak_rss_kib()?;
+        // The same run with connections never recycled, for the memory
+        // they then keep.
+        server.stop();
+        eprintln!("R1 over {} tenants, connections never recycled", all.len());
+        server = Server::start(dir, url, port, 0)?;
+        server.wait_ready(&client, &base).await?;
+        let unbounded = wrk(&base, &lua, args, "/graphql")?;
+        let mem_unbounded = pg_backend_memory(&pool).await?;
+        big = Some((all.len(), run, mem, rss, unbounded, mem_unbounded));
+    }
+    server.stop();
+
+    writeln!(
+        report,
+        "\nStrata vs peers: {} tenants, {} connections, {} s per run; wrk/pgbench on CPU 0, server on CPU 1\n",
+        args.tenants, args.connections, args.secs
+    )?;
+    writeln!(
+        report,
+        "| what | throughput | p50 | p95 | p99 | errors |\n| --- | --- | --- | --- | --- | --- |"
+    )?;
+    let row = |r: &mut String, name: &str, l: &Load| {
+        writeln!(
+            r,
+            "| {name} | {:.0} req/s | {:.2} ms | {:.2} ms | {:.2} ms | {} |",
+            l.rps, l.p50, l.p95, l.p99, l.errors
+        )
+    };
+    row(&mut report, "R1 Strata", &r1)?;
+    row(&mut report, "R1 pgbench (ceiling)", &ceiling)?;
+    if let Some((mode, l)) = &postgraphile {
+        row(&mut report, &format!("R1 PostGraphile ({mode})"), l)?;
+    }
+    row(&mut report, "W1 Strata createTask", &w1)?;
+    if let Some((n, l, _, _, unbounded, _)) = &big {
+        row(&mut report, &format!("R1 Strata over {n} tenants"), l)?;
+        row(
+            &mut report,
+            &format!("R1 Strata over {n} tenants, connections never recycled"),
+            unbounded,
+        )?;
+    }
+    writeln!(
+        report,
+        "\n| P1 (one at a time) | p50 | p95 | p99 |\n| --- | --- | --- | --- |"
+    )?;
+    let trow = |r: &mut String, name: &str, t: &Timings| {
+        writeln!(
+            r,
+            "| {name} | {:.1} ms | {:.1} ms | {:.1} ms |",
+            t.p50, t.p95, t.p99
+        )
+    };
+    trow(
+        &mut report,
+        "createTenant over HTTP (hash included)",
+        &p1_http,
+    )?;
+    trow(&mut report, "argon2id hash alone", &hash)?;
+    trow(&mut report, "createTenant without the hash, cold", &p1_cold)?;
+    trow(&mut report, "the same DDL sent directly", &p1_ddl)?;
+    trow(
+        &mut report,
+        "createTenant without the hash, warm pool",
+        &p1_warm,
+    )?;
+    trow(
+        &mut report,
+        "createTenant over HTTP, warm pool (hash included)",
+        &p1_warm_http,
+    )?;
+    if let Some(d) = &django {
+        trow(&mut report, "django-tenants, same tables, no hash", d)?;
+    }
+    writeln!(
+        report,
+        "\n| target | figure | target |\n| --- | --- | --- |"
+    )?;
+    if let Some((_, pgr)) = &postgraphile {
+        writeln!(
+            report,
+            "| R1 throughput vs PostGraphile | {:.2}x | >= 4x |",
+            r1.rps / pgr.rps
+        )?;
+    }
+    writeln!(
+        report,
+        "| R1 throughput vs the pgbench ceiling | {:.2}x | >= 0.5x |",
+        r1.rps / ceiling.rps
+    )?;
+    writeln!(
+        report,
+        "| createTenant p50 without the hash | {:.1} ms | <= 25 ms |",
+        p1_cold.p50
+    )?;
+    writeln!(
+        report,
+        "| createTenant p50 / same DDL direct | {:.2}x | <= 1.5x |",
+        p1_cold.p50 / p1_ddl.p50
+    )?;
+    writeln!(
+        report,
+        "| createTenant p50 without the hash, warm pool | {:.1} ms | <= 25 ms |",
+        p1_warm.p50
+    )?;
+    if let Some(d) = &django {
+        writeln!(
+            report,
+            "| P1 vs django-tenants (p50), cold | {:.1}x faster | >= 3x |",
+            d.p50 / p1_cold.p50
+        )?;
+        writeln!(
+            report,
+            "| P1 vs django-tenants (p50), warm pool | {:.1}x faster | >= 10x |",
+            d.p50 / p1_warm.p50
+        )?;
+    }
+    if let Some((n, l, mem, rss, _, mem_unbounded)) = &big {
+        writeln!(
+            report,
+            "| R1 p99 over {n} tenants vs over {} | {:.2}x | <= 1.25x |",
+            args.tenants,
+            l.p99 / r1.p99
+        )?;
+        writeln!(
+            report,
+            "| PostgreSQL memory, Strata's connections, after R1 over {n} | {} | bounded |",
+            mem.describe()
+        )?;
+        writeln!(
+            report,
+            "| PostgreSQL memory, the same with connections never recycled | {} | |",
+            mem_unbounded.describe()
+        )?;
+        writeln!(
+            report,
+            "| Strata peak RSS (through the {n}-tenant run) | {:.1} MB | <= 64 MB |",
+            *rss as f64 / 1024.0
+        )?;
+    }
+    writeln!(
+        report,
+        "| PostgreSQL memory, Strata's connections, after R1 over {} | {} | |",
+        args.tenants,
+        pg_mem_small.describe()
+    )?;
+    writeln!(
+        report,
+        "| Strata peak RSS under R1 | {:.1} MB | <= 64 MB |",
+        strata_rss as f64 / 1024.0
+    )?;
+    Ok(report)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// wrk and pgbench (and node and python for the peers), installing wrk
+/// from Debian when it is missing and we are root.
+fn ensure_tools(peers: bool) -> anyhow::Result<()> {
+    if !have("wrk") {
+        eprintln!("installing wrk");
+        let ok = Command::new("sh")
+            .args([
+                "-c",
+                "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk",
+            ])
+            .status()?
+            .success();
+        ensure!(ok && have("wrk"), "wrk is needed: apt-get install wrk");
+    }
+    for tool in ["pgbench", "taskset"] {
+        ensure!(have(tool), "{tool} is needed");
+    }
+    if peers {
+        for tool in ["node", "npm", "python3"] {
+            ensure!(
+                have(tool),
+                "{tool} is needed for the peers (or pass --no-peers)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The release server, pinned to CPU 1.
+struct Server {
+    child: Child,
+}
+
+impl Server {
+    /// Starts the server with no warm schema pool (P1 measures it apart)
+    /// and `tenants_per_connection` (0: connections serve any number).
+    fn start(
+        dir: &Path,
+        url: &str,
+        port: u16,
+        tenants_per_connection: usize,
+    ) -> anyhow::Result<Self> {
+        let child = Command::new("taskset")
+            .args(["-c", "1"])
+            .arg(env!("CARGO_BIN_EXE_strata"))
+            .args(["serve", "--no-demo"])
+            .env(
+                "DATABASE_URL",
+                format!("{url}?application_name={SERVER_APP}"),
+            )
+            .env("STRATA_LISTEN", format!("127.0.0.1:{port}"))
+            .env("STRATA_DATA_DIR", dir.join("strata"))
+            .env("STRATA_ADMIN_TOKEN", ADMIN)
+            .env("STRATA_TOKEN_SECRET", SECRET)
+            .env("STRATA_TOKEN_TTL_SECS", "86400")
+            .env("STRATA_SCHEMA_POOL", "0")
+            .env(
+                "STRATA_TENANTS_PER_CONNECTION",
+                tenants_per_connection.to_string(),
+            )
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting strata")?;
+        Ok(Self { child })
+    }
+
+    async fn wait_ready(&mut self, client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("strata exited: {status}");
+            }
+            if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            ensure!(Instant::now() < deadline, "strata not ready after 30 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Peak resident set size so far (VmHWM), KiB.
+    fn peak_rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .context("no VmHWM")
+    }
+
+    fn stop(&mut self) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+async fn create_over_http(client: &reqwest::Client, base: &str, slug: &str) -> anyhow::Result<()> {
+    let query = "mutation($i: CreateTenantInput!) { createTenant(input: $i) { tenant { id } } }";
+    let input = json!({ "i": {
+        "slug": slug, "name": "Bench", "plan": "enterprise",
+        "owner": { "email": "owner@bench.test", "password": "bench-password", "displayName": "Owner" }
+    }});
+    let resp: Value = client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "query": query, "variables": input }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    ensure!(resp["errors"].is_null(), "createTenant failed: {resp}");
+    Ok(())
+}
+
+/// Seeds a provisioned tenant with the R1 data and signs its owner in
+/// (a session row and a token, as `login` makes them).
+async fn load_tenant(pool: &Pool, slug: &str) -> anyhow::Result<BenchTenant> {
+    let tenant = {
+        let mut conn = pool.get().await?;
+        strata::tenancy::tenants::find_by_slug(&mut conn, slug)
+            .await?
+            .context("tenant just created is missing")?
+    };
+    let bind = TenantBinding::of(&tenant.slug, tenant.db_role.as_deref())
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let (owner, session, project) = in_tenant!(pool, &bind, |conn| {
+        conn.batch_execute(SEED).await?;
+        let owner = strata::domain::users::find_for_login(conn, "owner@bench.test")
+            .await?
+            .ok_or_else(|| strata::error::AppError::internal(anyhow::anyhow!("no owner")))?
+            .0;
+        let (session, _) = sessions::start(conn, owner, chrono::Duration::days(1), None).await?;
+        let project = first_project(conn).await?;
+        Ok((owner, session.id, project))
+    })
+    .map_err(|e| anyhow::anyhow!("seeding {slug}: {e:?}"))?;
+    let (token, _) = TokenKeys::new(SECRET, 86400)
+        .issue(owner, tenant.id, slug, session)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    Ok(BenchTenant {
+        slug: slug.to_owned(),
+        role: bind.role.as_str().to_owned(),
+        token,
+        project,
+    })
+}
+
+async fn first_project(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Uuid> {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use strata::db::schema::tenant::projects;
+    projects::table
+        .select(projects::id)
+        .order(projects::id)
+        .first(conn)
+        .await
+}
+
+/// Creates `n` tenants in process without hashing (one hash made before),
+/// one at a time, timing each provisioning transaction.
+async fn provision_many(
+    pool: &Pool,
+    prefix: &str,
+    n: usize,
+    password_hash: &str,
+) -> anyhow::Result<Timings> {
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let input = tenant_input(&format!("p1{prefix}_{i:05}"));
+        let checked = provision::check(pool, &input)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let started = Instant::now();
+        provision::create_checked(pool, TEMPLATE, checked, password_hash)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        times.push(ms(started.elapsed()));
+    }
+    Ok(Timings::of(times))
+}
+
+fn tenant_input(slug: &str) -> CreateTenant {
+    CreateTenant {
+        slug: slug.into(),
+        name: "Bench".into(),
+        plan: "enterprise".into(),
+        owner_email: "owner@bench.test".into(),
+        owner_password: "bench-password".into(),
+        owner_display_name: "Owner".into(),
+    }
+}
+
+/// Tenants `from..to`, provisioned in process two at a time (no HTTP, one
+/// hash for all), seeded and signed in.
+async fn provision_bulk(
+    pool: &Pool,
+    from: usize,
+    to: usize,
+    password_hash: &str,
+) -> anyhow::Result<Vec<BenchTenant>> {
+    let started = Instant::now();
+    let mut out = Vec::with_capacity(to - from);
+    let mut next = from;
+    while next < to {
+        let batch: Vec<usize> = (next..(next + 2).min(to)).collect();
+        next += batch.len();
+        let made = futures::future::join_all(batch.iter().map(|i| async move {
+            let slug = format!("bench_{i:05}");
+            let checked = provision::check(pool, &tenant_input(&slug))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            provision::create_checked(pool, TEMPLATE, checked, password_hash)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            load_tenant(pool, &slug).await
+        }))
+        .await;
+        for t in made {
+            out.push(t?);
+        }
+        if next % 500 < 2 {
+            eprintln!(
+                "  {next} tenants ({:.0} s)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The SQL a provisioning transaction runs, sent directly on one
+/// connection as one batch: schema, template, role, commit.
+async fn direct_ddl(url: &str, n: usize) -> anyhow::Result<Timings> {
+    use diesel_async::AsyncConnection as _;
+    let mut conn = AsyncPgConnection::establish(url).await?;
+    let template: String = TEMPLATE
+        .iter()
+        .map(|s| s.sql)
+        .collect::<Vec<_>>()
+        .join(";\n");
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let schema = format!("\"ddl_{i:05}\"");
+        let role = format!("\"ddl_{i:05}_{:x}\"", std::process::id());
+        let sql = format!(
+            "BEGIN; CREATE SCHEMA {schema}; SET LOCAL search_path TO {schema}; {template};
+             CREATE ROLE {role} NOLOGIN NOINHERIT; GRANT {role} TO CURRENT_USER;
+             GRANT USAGE ON SCHEMA {schema} TO {role};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
+             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
+             ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role};
+             ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT USAGE, SELECT ON SEQUENCES TO {role};
+             COMMIT;"
+        );
+        let started = Instant::now();
+        conn.batch_execute(&sql).await?;
+        times.push(ms(started.elapsed()));
+        conn.batch_execute(&format!(
+            "DROP SCHEMA {schema} CASCADE; DROP OWNED BY {role}; DROP ROLE {role}"
+        ))
+        .await?;
+    }
+    Ok(Timings::of(times))
+}
+
+async fn check_r1(client: &reqwest::Client, base: &str, t: &BenchTenant) -> anyhow::Result<()> {
+    let resp: Value = client
+        .post(format!("{base}/graphql"))
+        .header("X-Tenant", &t.slug)
+        .bearer_auth(&t.token)
+        .json(&json!({ "query": R1_GRAPHQL }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    ensure!(resp["errors"].is_null(), "R1 failed: {resp}");
+    let projects = resp["data"]["projects"]["edges"]
+        .as_array()
+        .context("edges")?;
+    ensure!(projects.len() == 10, "R1 gave {} projects", projects.len());
+    let tasks = projects[0]["node"]["tasks"]["edges"]
+        .as_array()
+        .context("tasks")?;
+    ensure!(tasks.len() == 20, "R1 gave {} tasks", tasks.len());
+    ensure!(
+        !tasks[0]["node"]["assignee"].is_null(),
+        "task without assignee"
+    );
+    Ok(())
+}
+
+fn lua_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// The wrk script for Strata: a random tenant per request, its owner's
+/// token; R1 or (`write`) W1.
+fn strata_lua(tenants: &[BenchTenant], write: bool) -> String {
+    let mut s = String::from("local tenants = {\n");
+    for t in tenants {
+        let body = if write {
+            json!({ "query": W1_GRAPHQL, "variables": { "i": {
+                "projectId": t.project.to_string(), "title": "Bench task" } } })
+        } else {
+            json!({ "query": R1_GRAPHQL })
+        };
+        let _ = writeln!(
+            s,
+            "  {{ {}, {}, {} }},",
+            lua_str(&t.slug),
+            lua_str(&format!("Bearer {}", t.token)),
+            lua_str(&body.to_string())
+        );
+    }
+    s.push_str(
+        "}\nrequest = function()\n  local t = tenants[math.random(#tenants)]\n  \
+         return wrk.format(\"POST\", nil, { [\"Content-Type\"] = \"application/json\", \
+         [\"X-Tenant\"] = t[1], [\"Authorization\"] = t[2] }, t[3])\nend\n",
+    );
+    s.push_str(LUA_ERRORS);
+    s.push_str(LUA_DONE);
+    s
+}
+
+/// Counts answers that are not a 200 with data and no errors.
+const LUA_ERRORS: &str = r#"
+local bad = 0
+response = function(status, headers, body)
+  if status ~= 200 or string.find(body, '"errors"', 1, true) then bad = bad + 1 end
+end
+function setup(thread) table.insert(threads, thread) end
+threads = threads or {}
+"#;
+
+const LUA_DONE: &str = r#"
+done = function(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.status + summary.errors.timeout
+  for _, t in ipairs(threads) do errors = errors + (t:get("bad") or 0) end
+  io.write(string.format('BENCH {"requests":%d,"us":%d,"errors":%d,"p50":%d,"p95":%d,"p99":%d}\n',
+    summary.requests, summary.duration, errors,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99)))
+end
+"#;
+
+/// Runs wrk on CPU 0: a warm-up of a third of the time, then the run.
+fn wrk(base: &str, lua: &Path, args: &Args, path: &str) -> anyhow::Result<Load> {
+    let run = |secs: u64| -> anyhow::Result<String> {
+        let out = Command::new("taskset")
+            .args(["-c", "0", "wrk", "-t", "1"])
+            .arg(format!("-c{}", args.connections))
+            .arg(format!("-d{secs}s"))
+            .arg("--timeout")
+            .arg("10s")
+            .arg("-s")
+            .arg(lua)
+            .arg(format!("{base}{path}"))
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        ensure!(
+            out.status.success(),
+            "wrk failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(text)
+    };
+    run((args.secs / 3).max(1))?;
+    let text = run(args.secs)?;
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("BENCH "))
+        .with_context(|| format!("no summary from wrk:\n{text}"))?;
+    let v: Value = serde_json::from_str(line)?;
+    let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
+    Ok(Load {
+        rps: f("requests") / (f("us") / 1e6),
+        p50: f("p50") / 1000.0,
+        p95: f("p95") / 1000.0,
+        p99: f("p99") / 1000.0,
+        errors: v["errors"].as_u64().unwrap_or(0),
+    })
+}
+
+/// R1's SQL through pgbench on CPU 0: per transaction a random tenant's
+/// script (`BEGIN`, the binding as Strata sends it, the R1 statement, `COMMIT`).
+fn pgbench_r1(url: &str, dir: &Path, tenants: &[BenchTenant], args: &Args) -> anyhow::Result<Load> {
+    let scripts = dir.join("pgbench");
+    std::fs::create_dir_all(&scripts)?;
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", "0", "pgbench", "-n", "-M", "prepared", "-j", "1"])
+        .arg(format!("-c{}", args.connections));
+    for t in tenants {
+        let path = scripts.join(format!("{}.sql", t.slug));
+        std::fs::write(
+            &path,
+            format!(
+                "BEGIN;\nSELECT set_config('search_path', '\"tenant_{}\"', true), set_config('role', '{}', true);\n{R1_SQL}\nCOMMIT;\n",
+                t.slug, t.role
+            ),
+        )?;
+        cmd.arg("-f").arg(path);
+    }
+    let warm = cmd.get_args().map(|a| a.to_owned()).collect::<Vec<_>>();
+    let status = Command::new("taskset")
+        .args(&warm[..])
+        .arg(format!("-T{}", (args.secs / 3).max(1)))
+        .arg(url)
+        .stdout(Stdio::null())
+        .status()?;
+    ensure!(status.success(), "pgbench warm-up failed");
+    let logs = dir.join("pgbench-log");
+    std::fs::create_dir_all(&logs)?;
+    let out = cmd
+        .arg(format!("-T{}", args.secs))
+        .arg("-l")
+        .arg(format!("--log-prefix={}", logs.join("tx").display()))
+        .arg(url)
+        .current_dir(&logs)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "pgbench failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tps: f64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tps ="))
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("no tps in pgbench output:\n{text}"))?;
+    let mut latencies = Vec::new();
+    for entry in std::fs::read_dir(&logs)? {
+        let mut body = String::new();
+        std::fs::File::open(entry?.path())?.read_to_string(&mut body)?;
+        // client_id transaction_no time_us script_no epoch epoch_us
+        latencies.extend(
+            body.lines()
+                .filter_map(|l| l.split_whitespace().nth(2)?.parse::<f64>().ok())
+                .map(|us| us / 1000.0),
+        );
+    }
+    ensure!(!latencies.is_empty(), "pgbench wrote no transaction log");
+    let t = Timings::of(latencies);
+    Ok(Load {
+        rps: tps,
+        p50: t.p50,
+        p95: t.p95,
+        p99: t.p99,
+        errors: 0,
+    })
+}
+
+/// R1 on PostGraphile, pinned to CPU 1. Returns how it ran (tenant
+/// switching per request, or one schema) and the load figures.
+async fn postgraphile_r1(
+    root: &Path,
+    dir: &Path,
+    url: &str,
+    tenants: &[BenchTenant],
+    args: &Args,
+) -> anyhow::Result<(String, Load)> {
+    let peer = root.join("bench/peers/postgraphile");
+    let port = free_port()?;
+    let install = root.join("target/bench/postgraphile");
+    let mut child = Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(peer.join("start.sh"))
+        .arg(url)
+        .arg(port.to_string())
+        .arg(format!("tenant_{}", tenants[0].slug))
+        .arg(&install)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting PostGraphile")?;
+    let base = format!("http://127.0.0.1:{port}");
+    let body = std::fs::read_to_string(peer.join("r1.json"))?;
+    let switching = std::fs::read_to_string(peer.join("MODE"))
+        .unwrap_or_default()
+        .trim()
+        == "switching";
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let probe: Value = loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("PostGraphile exited: {status}");
+        }
+        let sent = client
+            .post(format!("{base}/graphql"))
+            .header("Content-Type", "application/json")
+            .header("X-Tenant", &tenants[0].slug)
+            .body(body.clone())
+            .send()
+            .await;
+        if let Ok(r) = sent
+            && let Ok(v) = r.json::<Value>().await
+        {
+            break v;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "PostGraphile not answering after 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    ensure!(probe["errors"].is_null(), "PostGraphile R1 failed: {probe}");
+    let served: &[BenchTenant] = if switching { tenants } else { &tenants[..1] };
+    let mut lua = String::from("local tenants = {\n");
+    for t in served {
+        let _ = writeln!(lua, "  {},", lua_str(&t.slug));
+    }
+    let _ = write!(
+        lua,
+        "}}\nlocal body = {}\nrequest = function()\n  local t = tenants[math.random(#tenants)]\n  \
+         return wrk.format(\"POST\", nil, {{ [\"Content-Type\"] = \"application/json\", \
+         [\"X-Tenant\"] = t }}, body)\nend\n",
+        lua_str(body.trim())
+    );
+    lua.push_str(LUA_ERRORS);
+    lua.push_str(LUA_DONE);
+    let path = dir.join("postgraphile-r1.lua");
+    std::fs::write(&path, lua)?;
+    let load = wrk(&base, &path, args, "/graphql");
+    // SAFETY: signalling our own child by pid (start.sh execs node).
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let mode = if switching {
+        format!("tenant per request over {}", served.len())
+    } else {
+        "one tenant schema".to_owned()
+    };
+    Ok((mode, load?))
+}
+
+/// P1 on django-tenants: `count` tenants with the same tables, no hashing.
+fn django_p1(root: &Path, dir: &Path, url: &str, count: usize) -> anyhow::Result<Timings> {
+    let peer = root.join("bench/peers/django_tenants");
+    let out = Command::new(peer.join("run.sh"))
+        .arg(root.join("target/bench/django-venv"))
+        .arg(count.to_string())
+        .env("DATABASE_URL", url)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .context("running django-tenants")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "django-tenants failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .with_context(|| format!("no JSON from django-tenants:\n{text}"))?;
+    let v: Value = serde_json::from_str(line)?;
+    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    Ok(Timings {
+        p50: f("p50_ms"),
+        p95: f("p95_ms"),
+        p99: f("p99_ms"),
+    })
+}
+
+/// Private memory of the server's PostgreSQL backends.
+#[derive(Debug, Clone, Copy, Default)]
+struct BackendMemory {
+    backends: usize,
+    private_kib: u64,
+    max_kib: u64,
+}
+
+impl BackendMemory {
+    fn describe(&self) -> String {
+        format!(
+            "{:.1} MB private in {} backends (largest {:.1} MB)",
+            self.private_kib as f64 / 1024.0,
+            self.backends,
+            self.max_kib as f64 / 1024.0
+        )
+    }
+}
+
+/// Sums Private_Clean + Private_Dirty of every backend serving the server
+/// under test (told apart by application_name), from /proc.
+async fn pg_backend_memory(pool: &Pool) -> anyhow::Result<BackendMemory> {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        pid: i32,
+    }
+    let mut conn = pool.get().await?;
+    let pids: Vec<Pid> =
+        diesel::sql_query("SELECT pid FROM pg_stat_activity WHERE application_name = $1")
+            .bind::<diesel::sql_types::Text, _>(SERVER_APP)
+            .load(&mut *conn)
+            .await?;
+    let mut out = BackendMemory::default();
+    let mut per: HashMap<i32, u64> = HashMap::new();
+    for Pid { pid } in pids {
+        let Ok(rollup) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
+            continue;
+        };
+        let kib: u64 = rollup
+            .lines()
+            .filter(|l| l.starts_with("Private_Clean:") || l.starts_with("Private_Dirty:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum();
+        per.insert(pid, kib);
+    }
+    out.backends = per.len();
+    out.private_kib = per.values().sum();
+    out.max_kib = per.values().copied().max().unwrap_or(0);
+    Ok(out)
+}
