@@ -285,6 +285,8 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
         let run = wrk(&base, &lua, args, "/graphql")?;
         let mem = pg_backend_memory(&pool).await?;
         let rss = server.peak_rss_kib()?;
+        eprintln!("one connection through {} tenants", all.len());
+        let growth = memory_per_tenant_touched(url, &all).await?;
         // The same run with connections never recycled, for the memory
         // they then keep.
         server.stop();
@@ -293,7 +295,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
         server.wait_ready(&client, &base).await?;
         let unbounded = wrk(&base, &lua, args, "/graphql")?;
         let mem_unbounded = pg_backend_memory(&pool).await?;
-        big = Some((all.len(), run, mem, rss, unbounded, mem_unbounded));
+        big = Some((all.len(), run, mem, rss, unbounded, mem_unbounded, growth));
     }
     server.stop();
 
@@ -319,7 +321,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
         row(&mut report, &format!("R1 PostGraphile ({mode})"), l)?;
     }
     row(&mut report, "W1 Strata createTask", &w1)?;
-    if let Some((n, l, _, _, unbounded, _)) = &big {
+    if let Some((n, l, _, _, unbounded, _, _)) = &big {
         row(&mut report, &format!("R1 Strata over {n} tenants"), l)?;
         row(
             &mut report,
@@ -402,7 +404,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
             d.p50 / p1_warm.p50
         )?;
     }
-    if let Some((n, l, mem, rss, _, mem_unbounded)) = &big {
+    if let Some((n, l, mem, rss, _, mem_unbounded, growth)) = &big {
         writeln!(
             report,
             "| R1 p99 over {n} tenants vs over {} | {:.2}x | <= 1.25x |",
@@ -418,6 +420,15 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
             report,
             "| PostgreSQL memory, the same with connections never recycled | {} | |",
             mem_unbounded.describe()
+        )?;
+        let steps: Vec<String> = growth
+            .iter()
+            .map(|(n, kib)| format!("{n}: {:.1} MB", *kib as f64 / 1024.0))
+            .collect();
+        writeln!(
+            report,
+            "| one backend's private memory after R1 in N distinct tenants | {} | |",
+            steps.join(", ")
         )?;
         writeln!(
             report,
@@ -515,7 +526,7 @@ impl Server {
                 "STRATA_TENANTS_PER_CONNECTION",
                 tenants_per_connection.to_string(),
             )
-            .env("RUST_LOG", "warn")
+            .env("STRATA_LOG", "warn")
             .stdin(Stdio::null())
             .spawn()
             .context("starting strata")?;
@@ -1024,6 +1035,59 @@ fn django_p1(root: &Path, dir: &Path, url: &str, count: usize) -> anyhow::Result
     })
 }
 
+/// Runs R1's statements (binding, credential check's tables, R1) on one
+/// fresh connection, tenant after tenant, and reads the backend's private
+/// memory after 1, 10, 100, 1,000 ... tenants: what each tenant's catalog
+/// entries cost a connection that never lets go of them.
+async fn memory_per_tenant_touched(
+    url: &str,
+    tenants: &[BenchTenant],
+) -> anyhow::Result<Vec<(usize, u64)>> {
+    use diesel_async::AsyncConnection as _;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        pid: i32,
+    }
+    let mut conn = AsyncPgConnection::establish(url).await?;
+    let Pid { pid } = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+        .get_result(&mut conn)
+        .await?;
+    let mut marks = vec![0usize];
+    let mut next = 1;
+    while next <= tenants.len() {
+        marks.push(next);
+        next *= 10;
+    }
+    if marks.last() != Some(&tenants.len()) {
+        marks.push(tenants.len());
+    }
+    let mut out = vec![(0, private_kib(pid)?)];
+    for (i, t) in tenants.iter().enumerate() {
+        conn.batch_execute(&format!(
+            "BEGIN; SELECT set_config('search_path', '\"tenant_{}\"', true), set_config('role', '{}', true); \
+             SELECT count(*) FROM sessions, role_assignments, roles, role_permissions WHERE false; \
+             {R1_SQL} COMMIT;",
+            t.slug, t.role
+        ))
+        .await?;
+        if marks.contains(&(i + 1)) {
+            out.push((i + 1, private_kib(pid)?));
+        }
+    }
+    Ok(out)
+}
+
+fn private_kib(pid: i32) -> anyhow::Result<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    Ok(rollup
+        .lines()
+        .filter(|l| l.starts_with("Private_Clean:") || l.starts_with("Private_Dirty:"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum())
+}
+
 /// Private memory of the server's PostgreSQL backends.
 #[derive(Debug, Clone, Copy, Default)]
 struct BackendMemory {
@@ -1061,15 +1125,9 @@ async fn pg_backend_memory(pool: &Pool) -> anyhow::Result<BackendMemory> {
     let mut out = BackendMemory::default();
     let mut per: HashMap<i32, u64> = HashMap::new();
     for Pid { pid } in pids {
-        let Ok(rollup) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
-            continue;
-        };
-        let kib: u64 = rollup
-            .lines()
-            .filter(|l| l.starts_with("Private_Clean:") || l.starts_with("Private_Dirty:"))
-            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .sum();
-        per.insert(pid, kib);
+        if let Ok(kib) = private_kib(pid) {
+            per.insert(pid, kib);
+        }
     }
     out.backends = per.len();
     out.private_kib = per.values().sum();

@@ -12,7 +12,7 @@ use crate::auth::{self, Principal};
 use crate::domain::permissions::{self, PermissionSet};
 use crate::domain::plans::{self, Plan};
 use crate::error::{AppError, AppResult};
-use crate::graphql::loaders::TenantLoader;
+use crate::graphql::loaders::{PrefetchedUsers, TenantLoader};
 use crate::in_scope;
 use crate::tenancy::conn::{SharedTx, TenantBinding, TenantWork};
 use crate::tenancy::resolver::{self, TenantSources};
@@ -47,6 +47,8 @@ pub struct TenantScope {
     pub work: TenantWork,
     /// Batches per-row lookups into one query per kind.
     pub loader: DataLoader<TenantLoader>,
+    /// Users the loader fetched along with task pages (their assignees).
+    pub users: Arc<PrefetchedUsers>,
 }
 
 /// Who is acting on tenant data.
@@ -242,12 +244,15 @@ impl RequestCtx {
                 let bind = TenantBinding::of(&tenant.slug, tenant.db_role.as_deref())?;
                 let work =
                     TenantWork::new(self.app.pool.clone(), bind.clone(), self.shared.clone());
-                let loader = DataLoader::new(TenantLoader::new(work.clone()), tokio::spawn);
+                let users = Arc::new(PrefetchedUsers::default());
+                let loader =
+                    DataLoader::new(TenantLoader::new(work.clone(), users.clone()), tokio::spawn);
                 Ok(TenantScope {
                     tenant,
                     bind,
                     work,
                     loader,
+                    users,
                 })
             })
             .await

@@ -33,12 +33,32 @@ macro_rules! batch {
 /// Loads rows of one tenant.
 pub struct TenantLoader {
     work: TenantWork,
+    users: Arc<PrefetchedUsers>,
 }
 
 impl TenantLoader {
-    /// A loader for one tenant's schema, under its role.
-    pub fn new(work: TenantWork) -> Self {
-        Self { work }
+    /// A loader for one tenant's schema, under its role, which leaves the
+    /// assignees it fetches with task pages in `users`.
+    pub fn new(work: TenantWork, users: Arc<PrefetchedUsers>) -> Self {
+        Self { work, users }
+    }
+}
+
+/// Users fetched with a page of tasks, their assignees, in the same step,
+/// so that a dashboard listing tasks with their assignee does not go through
+/// the loader once per task.
+#[derive(Debug, Default)]
+pub struct PrefetchedUsers(std::sync::Mutex<HashMap<Uuid, User>>);
+
+impl PrefetchedUsers {
+    /// The user with `id`, if fetched.
+    pub fn get(&self, id: Uuid) -> Option<User> {
+        self.lock().get(&id).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, User>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -61,6 +81,8 @@ pub struct ProjectTasksKey {
     pub after: Option<Uuid>,
     /// Rows wanted, one more than the page size (to know if more follow).
     pub limit: i64,
+    /// Whether to fetch the tasks' assignees along (into [`PrefetchedUsers`]).
+    pub assignees: bool,
 }
 
 /// How many tasks a project has (optionally of one status).
@@ -97,8 +119,8 @@ impl Loader<ProjectKey> for TenantLoader {
     }
 }
 
-/// A page's shape: (status filter, after id, rows wanted).
-type PageShape = (Option<&'static str>, Option<Uuid>, i64);
+/// A page's shape: (status filter, after id, rows wanted, assignees along).
+type PageShape = (Option<&'static str>, Option<Uuid>, i64, bool);
 
 impl Loader<ProjectTasksKey> for TenantLoader {
     type Value = Vec<Task>;
@@ -113,37 +135,47 @@ impl Loader<ProjectTasksKey> for TenantLoader {
         let mut shapes: HashMap<PageShape, Vec<Uuid>> = HashMap::new();
         for key in keys {
             shapes
-                .entry((key.status, key.after, key.limit))
+                .entry((key.status, key.after, key.limit, key.assignees))
                 .or_default()
                 .push(key.project_id);
         }
-        let found = batch!(self, |conn| {
+        let (found, users) = batch!(self, |conn| {
             let mut out = HashMap::new();
-            for ((status, after, limit), ids) in &shapes {
-                let rows = tasks::for_projects(conn, ids, *status, *after, *limit).await?;
+            let mut assignees = Vec::new();
+            for (&(status, after, limit, with_assignees), ids) in &shapes {
+                let rows = tasks::for_projects(conn, ids, status, after, limit).await?;
+                let key = |project_id| ProjectTasksKey {
+                    project_id,
+                    status,
+                    after,
+                    limit,
+                    assignees: with_assignees,
+                };
                 for id in ids {
-                    out.insert(
-                        ProjectTasksKey {
-                            project_id: *id,
-                            status: *status,
-                            after: *after,
-                            limit: *limit,
-                        },
-                        Vec::new(),
-                    );
+                    out.insert(key(*id), Vec::new());
                 }
                 for task in rows {
-                    let key = ProjectTasksKey {
-                        project_id: task.project_id,
-                        status: *status,
-                        after: *after,
-                        limit: *limit,
-                    };
-                    out.entry(key).or_insert_with(Vec::new).push(task);
+                    if with_assignees {
+                        assignees.extend(task.assignee_id);
+                    }
+                    out.entry(key(task.project_id))
+                        .or_insert_with(Vec::new)
+                        .push(task);
                 }
             }
-            Ok(out)
+            assignees.sort_unstable();
+            assignees.dedup();
+            let users = if assignees.is_empty() {
+                Vec::new()
+            } else {
+                users::find_many(conn, &assignees).await?
+            };
+            Ok((out, users))
         });
+        if !users.is_empty() {
+            let mut map = self.users.lock();
+            map.extend(users.into_iter().map(|u| (u.id, u)));
+        }
         Ok(found)
     }
 }

@@ -85,6 +85,9 @@ impl Task {
             return Ok(None);
         };
         let (scope, _) = ctx.req()?.require("members:read").await?;
+        if let Some(user) = scope.users.get(id) {
+            return Ok(Some(user));
+        }
         scope.loader.load_one(UserKey(id)).await.map_err(load_error)
     }
 }

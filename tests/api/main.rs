@@ -12,6 +12,7 @@ mod lifecycle;
 mod members;
 mod projects;
 mod provisioning;
+mod scale;
 mod sessions;
 mod sign_in;
 mod transfer;

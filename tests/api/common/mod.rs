@@ -277,7 +277,7 @@ impl Drop for TestApp {
     }
 }
 
-/// The database roles of a test database's tenants.
+/// The database roles of a test database's tenants and warm-pool schemas.
 async fn tenant_roles(url: &str) -> Vec<String> {
     #[derive(diesel::QueryableByName)]
     struct Row {
@@ -289,7 +289,8 @@ async fn tenant_roles(url: &str) -> Vec<String> {
     };
     diesel::sql_query(
         "SELECT db_role FROM management.tenants WHERE db_role IS NOT NULL \
-         AND db_role ~ '^[a-z][a-z0-9_]*$'",
+         AND db_role ~ '^[a-z][a-z0-9_]*$' \
+         UNION ALL SELECT db_role FROM management.schema_pool",
     )
     .load::<Row>(&mut conn)
     .await

@@ -1,0 +1,308 @@
+//! What keeps Strata fast at scale keeps tenants apart: a query's shared
+//! transaction, the warm schema pool, connections recycled by tenant count.
+
+use std::time::Duration;
+
+use diesel_async::SimpleAsyncConnection;
+use serde_json::json;
+use strata::tenancy::conn::TenantTx;
+use strata::tenancy::schema_pool;
+use strata::tenancy::template::{TEMPLATE, latest_version};
+
+use crate::common::{TestApp, code, count};
+
+const DASHBOARD: &str = "{ projects(first: 10) { totalCount edges { node { name \
+    tasks(first: 20) { edges { node { title assignee { displayName } } } } } } } }";
+
+/// Whether the pool's (only) connection is clean: no tenant path, its own
+/// role, no transaction open.
+async fn pool_connection_is_clean(app: &TestApp) -> bool {
+    let mut conn = app.app.pool.get().await.unwrap();
+    let clean = count(
+        &mut conn,
+        "SELECT count(*) AS n WHERE current_setting('search_path') NOT LIKE '%tenant_%' \
+         AND current_user = session_user",
+    )
+    .await;
+    // SAVEPOINT succeeds only inside a transaction block.
+    clean == 1 && conn.batch_execute("SAVEPOINT probe").await.is_err()
+}
+
+#[tokio::test]
+async fn a_query_runs_on_one_connection_and_sees_only_its_tenant() {
+    // One connection for the whole server: a query's reads (the credential
+    // check, projects, tasks, assignees, counts) share it.
+    let app = TestApp::builder().pool_size(1).spawn().await;
+    let a = app.tenant_with_owner("alpha", "enterprise").await;
+    let b = app.tenant_with_owner("beta", "enterprise").await;
+    let pa = app.create_project(&a, "alpha-1").await;
+    app.create_project(&b, "beta-1").await;
+    let task = app
+        .gql()
+        .token(&a)
+        .send(
+            "mutation($i: CreateTaskInput!) { createTask(input: $i) { task { id } } }",
+            json!({ "i": { "projectId": pa, "title": "alpha task" } }),
+        )
+        .await;
+    assert!(task["errors"].is_null(), "{task}");
+    // Interleaved, concurrently, on the one connection.
+    let runs = (0..6).map(|i| {
+        let (token, name) = if i % 2 == 0 {
+            (&a, "alpha-1")
+        } else {
+            (&b, "beta-1")
+        };
+        let app = &app;
+        async move {
+            let body = app.gql().token(token).send(DASHBOARD, json!({})).await;
+            assert!(body["errors"].is_null(), "{body}");
+            let projects = body["data"]["projects"]["edges"].as_array().unwrap();
+            assert_eq!(projects.len(), 1, "{body}");
+            assert_eq!(projects[0]["node"]["name"], name, "{body}");
+            body
+        }
+    });
+    let bodies = futures::future::join_all(runs).await;
+    let alpha_tasks = &bodies[0]["data"]["projects"]["edges"][0]["node"]["tasks"]["edges"];
+    assert_eq!(alpha_tasks[0]["node"]["title"], "alpha task");
+    let beta_tasks = &bodies[1]["data"]["projects"]["edges"][0]["node"]["tasks"]["edges"];
+    assert_eq!(beta_tasks.as_array().unwrap().len(), 0, "{}", bodies[1]);
+    assert!(pool_connection_is_clean(&app).await);
+}
+
+#[tokio::test]
+async fn a_cancelled_query_leaves_no_transaction_open() {
+    let app = TestApp::builder().pool_size(1).spawn().await;
+    let a = app.tenant_with_owner("alpha", "enterprise").await;
+    let b = app.tenant_with_owner("beta", "enterprise").await;
+    app.create_project(&a, "alpha-1").await;
+    app.create_project(&b, "beta-1").await;
+    // Block alpha's reads of tasks, after its projects were read in the
+    // request's shared transaction.
+    let mut locker = app.db().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE tenant_alpha.tasks IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let request = app.gql().token(&a).send(DASHBOARD, json!({}));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), request)
+            .await
+            .is_err(),
+        "the query should still be waiting on the lock"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    locker.batch_execute("COMMIT").await.unwrap();
+    // The abandoned transaction's connection was discarded, not reused:
+    // beta is served on a clean connection.
+    let beta = app.gql().token(&b).send(DASHBOARD, json!({})).await;
+    assert!(beta["errors"].is_null(), "{beta}");
+    assert_eq!(
+        beta["data"]["projects"]["edges"][0]["node"]["name"],
+        "beta-1"
+    );
+    assert!(pool_connection_is_clean(&app).await);
+}
+
+#[tokio::test]
+async fn a_failed_read_rolls_back_and_leaves_the_connection_clean() {
+    let app = TestApp::builder().pool_size(1).spawn().await;
+    let a = app.tenant_with_owner("alpha", "enterprise").await;
+    app.create_project(&a, "alpha-1").await;
+    // Make alpha's tasks unreadable for its role: the tasks read fails
+    // inside the request's shared transaction, after projects were read.
+    let mut db = app.db().await;
+    let role = app.binding("alpha").await.role;
+    db.batch_execute(&format!(
+        "REVOKE SELECT ON tenant_alpha.tasks FROM \"{}\"",
+        role.as_str()
+    ))
+    .await
+    .unwrap();
+    let body = app.gql().token(&a).send(DASHBOARD, json!({})).await;
+    assert_eq!(code(&body), "INTERNAL_SERVER_ERROR", "{body}");
+    assert!(
+        !body.to_string().contains("permission denied"),
+        "SQL errors stay in the log: {body}"
+    );
+    assert!(pool_connection_is_clean(&app).await);
+    // The next query on the same connection is served.
+    let me = app
+        .gql()
+        .token(&a)
+        .send("{ me { email } }", json!({}))
+        .await;
+    assert_eq!(me["data"]["me"]["email"], "owner@alpha.test", "{me}");
+}
+
+#[tokio::test]
+async fn create_tenant_takes_a_schema_from_the_warm_pool() {
+    let app = TestApp::spawn().await;
+    let made = schema_pool::fill(&app.app.pool, TEMPLATE, 2).await.unwrap();
+    assert_eq!(made, 2);
+    let version = latest_version(TEMPLATE);
+    assert_eq!(schema_pool::ready(&app.app.pool, version).await.unwrap(), 2);
+    let a = app.tenant_with_owner("alpha", "enterprise").await;
+    let b = app.tenant_with_owner("beta", "enterprise").await;
+    assert_eq!(schema_pool::ready(&app.app.pool, version).await.unwrap(), 0);
+    let mut db = app.db().await;
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) AS n FROM pg_namespace WHERE nspname LIKE 'pool\\_%'"
+        )
+        .await,
+        0,
+        "both pool schemas were renamed"
+    );
+    // The tenants work end to end, and apart.
+    app.create_project(&a, "alpha-1").await;
+    let body = app.gql().token(&b).send(DASHBOARD, json!({})).await;
+    assert_eq!(body["data"]["projects"]["totalCount"], 0, "{body}");
+    // Each renamed role reaches its own schema and no other.
+    let (ra, rb) = (app.binding("alpha").await, app.binding("beta").await);
+    assert!(ra.role.as_str().starts_with("tenant_alpha_"), "{}", ra.role);
+    let mut tx = TenantTx::begin(&app.app.pool, &ra).await.unwrap();
+    let err = tx
+        .conn()
+        .batch_execute("SELECT count(*) FROM tenant_beta.projects")
+        .await
+        .expect_err("alpha's role reads beta");
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    drop(tx);
+    let rights = format!(
+        "SELECT count(*) AS n FROM pg_namespace WHERE nspname = 'tenant_beta' \
+         AND has_schema_privilege('{}', oid, 'USAGE')",
+        rb.role.as_str()
+    );
+    assert_eq!(count(&mut db, &rights).await, 1);
+    // The next one, with the pool empty, runs the template itself.
+    app.tenant_with_owner("gamma", "free").await;
+}
+
+#[tokio::test]
+async fn concurrent_creates_share_the_pool_without_waiting_or_doubling() {
+    let app = TestApp::spawn().await;
+    schema_pool::fill(&app.app.pool, TEMPLATE, 1).await.unwrap();
+    let slugs = ["one", "two", "three"];
+    let made =
+        futures::future::join_all(slugs.iter().map(|s| app.create_tenant_raw(s, "free"))).await;
+    for (slug, body) in slugs.iter().zip(&made) {
+        assert!(body["errors"].is_null(), "{slug}: {body}");
+    }
+    let mut db = app.db().await;
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(DISTINCT schema_name) AS n FROM management.tenants"
+        )
+        .await,
+        3
+    );
+    for slug in slugs {
+        let tables = count(
+            &mut db,
+            &format!("SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'tenant_{slug}'"),
+        )
+        .await;
+        assert_eq!(tables, 14, "{slug}");
+    }
+    // The same slug twice, with the pool refilled: one tenant, one CONFLICT,
+    // and the loser's claimed pool entry goes back (its transaction rolled back).
+    schema_pool::fill(&app.app.pool, TEMPLATE, 2).await.unwrap();
+    let twice = futures::future::join_all([
+        app.create_tenant_raw("same", "free"),
+        app.create_tenant_raw("same", "free"),
+    ])
+    .await;
+    let codes: Vec<&str> = twice.iter().map(code).collect();
+    assert!(codes.contains(&"CONFLICT"), "{twice:?}");
+    assert_eq!(
+        schema_pool::ready(&app.app.pool, latest_version(TEMPLATE))
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn fill_replaces_entries_made_at_another_template_version() {
+    let app = TestApp::spawn().await;
+    schema_pool::fill(&app.app.pool, TEMPLATE, 2).await.unwrap();
+    let mut db = app.db().await;
+    db.batch_execute("UPDATE management.schema_pool SET template_version = template_version - 1")
+        .await
+        .unwrap();
+    let version = latest_version(TEMPLATE);
+    assert_eq!(schema_pool::ready(&app.app.pool, version).await.unwrap(), 0);
+    // A stale entry is never claimed: this tenant runs the template itself.
+    app.tenant_with_owner("alpha", "free").await;
+    assert_eq!(
+        count(&mut db, "SELECT count(*) AS n FROM management.schema_pool").await,
+        2
+    );
+    assert_eq!(
+        schema_pool::fill(&app.app.pool, TEMPLATE, 1).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        count(&mut db, "SELECT count(*) AS n FROM management.schema_pool").await,
+        1
+    );
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) AS n FROM pg_namespace WHERE nspname LIKE 'pool\\_%'"
+        )
+        .await,
+        1,
+        "the stale schemas are gone"
+    );
+}
+
+#[tokio::test]
+async fn connections_are_recycled_after_serving_their_share_of_tenants() {
+    let app = TestApp::spawn().await;
+    for slug in ["alpha", "beta", "gamma", "delta", "epsilon"] {
+        app.create_tenant_raw(slug, "free").await;
+    }
+    let (pool, stats) = strata::db::build_pool_with(
+        &app.url,
+        strata::db::PoolOptions {
+            max_size: 1,
+            tenants_per_connection: 2,
+        },
+    );
+    let pid = || async {
+        let mut conn = pool.get().await.unwrap();
+        count(&mut conn, "SELECT pg_backend_pid()::bigint AS n").await
+    };
+    let first = pid().await;
+    // The same tenant again and again counts once.
+    for _ in 0..3 {
+        let tx = TenantTx::begin(&pool, &app.binding("alpha").await)
+            .await
+            .unwrap();
+        tx.finish(Ok(())).await.unwrap();
+    }
+    assert_eq!(pid().await, first);
+    assert_eq!(stats.recycled(), 0);
+    // A second tenant reaches the limit: the connection is closed when
+    // it comes back, and the next request gets a fresh one.
+    let tx = TenantTx::begin(&pool, &app.binding("beta").await)
+        .await
+        .unwrap();
+    tx.finish(Ok(())).await.unwrap();
+    assert_eq!(stats.recycled(), 1);
+    let second = pid().await;
+    assert_ne!(second, first);
+    for slug in ["gamma", "delta", "epsilon"] {
+        let bind = app.binding(slug).await;
+        let mut tx = TenantTx::begin(&pool, &bind).await.unwrap();
+        let n = count(tx.conn(), "SELECT count(*) AS n FROM projects").await;
+        assert_eq!(n, 0);
+        tx.finish(Ok(())).await.unwrap();
+    }
+    assert_eq!(stats.recycled(), 2);
+}
