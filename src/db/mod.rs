@@ -72,8 +72,15 @@ struct ConnWatch {
     head: String,
 }
 
-/// What a tenant binding starts with (see [`crate::tenancy::conn`]).
-const BINDING: &str = "BEGIN; SELECT set_config('search_path', '";
+/// How the statements that put a connection in a tenant's schema start,
+/// each followed by the schema's quoted name: a tenant binding (see
+/// [`crate::tenancy::conn`]), and provisioning's.
+const ENTERING: [&str; 4] = [
+    "BEGIN; SELECT set_config('search_path', '\"",
+    "CREATE SCHEMA \"",
+    "BEGIN; CREATE SCHEMA \"",
+    "ALTER SCHEMA \"",
+];
 
 impl ConnWatch {
     fn key(&self) -> usize {
@@ -85,10 +92,10 @@ impl ConnWatch {
         // binding and its schema, without rendering bind values.
         self.head.clear();
         let _ = write!(Head(&mut self.head), "{query}");
-        let Some(rest) = self.head.strip_prefix(BINDING) else {
+        let Some(rest) = ENTERING.iter().find_map(|p| self.head.strip_prefix(p)) else {
             return;
         };
-        let Some(schema) = rest.split('\'').next() else {
+        let Some(schema) = rest.split('"').next() else {
             return;
         };
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -320,4 +327,54 @@ pub async fn is_ready(pool: &Pool, latest: &str) -> bool {
     .get_result(&mut *conn)
     .await;
     matches!(row, Ok(Row { version: Some(v) }) if v.as_str() >= latest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Boxed, as the connection holds it: its address is its key.
+    fn watch(limit: usize) -> (Box<ConnWatch>, Arc<QueryStats>) {
+        let stats = Arc::new(QueryStats::default());
+        let watch = Box::new(ConnWatch {
+            stats: stats.clone(),
+            limit,
+            tenants: HashSet::new(),
+            head: String::new(),
+        });
+        (watch, stats)
+    }
+
+    #[test]
+    fn counts_distinct_schemas_entered_and_retires_at_the_limit() {
+        let (mut w, stats) = watch(3);
+        let bind = |s: &str| {
+            format!(
+                "BEGIN; SELECT set_config('search_path', '\"{s}\"', true), set_config('role', 'r', true)"
+            )
+        };
+        for sql in [
+            bind("tenant_a"),
+            bind("tenant_a"),
+            "SELECT 1 FROM \"tenant_b\".users".to_owned(),
+            "CREATE SCHEMA \"tenant_c\"; SET LOCAL search_path TO \"tenant_c\"".to_owned(),
+        ] {
+            w.saw(&sql);
+        }
+        assert_eq!(w.tenants.len(), 2, "a, c: a query naming b enters nothing");
+        assert!(!stats.retiring().contains(&w.key()));
+        w.saw(&"ALTER SCHEMA \"pool_0123456789ab\" RENAME TO \"tenant_d\"");
+        assert!(stats.retiring().contains(&w.key()));
+        let key = w.key();
+        drop(w);
+        assert!(!stats.retiring().contains(&key), "forgotten when closed");
+    }
+
+    #[test]
+    fn only_the_head_of_a_long_statement_is_rendered() {
+        let (mut w, _) = watch(10);
+        let long = format!("SELECT '{}'", "x".repeat(10_000));
+        w.saw(&long);
+        assert_eq!(w.head.len(), 128);
+    }
 }
