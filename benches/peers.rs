@@ -122,6 +122,73 @@ struct Load {
     p95: f64,
     p99: f64,
     errors: u64,
+    /// CPU time per request, measured around the run.
+    cpu: Cpu,
+}
+
+/// CPU time (ms): the server under test (strata, or node for
+/// PostGraphile), PostgreSQL (backends, and those already gone), and the
+/// whole machine. From /proc, so the report can say which side a
+/// request's cost falls on.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    server: f64,
+    postgres: f64,
+    machine: f64,
+}
+
+impl Cpu {
+    fn now() -> Self {
+        // SAFETY: sysconf has no preconditions.
+        let tick_ms = 1000.0 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let mut cpu = Cpu::default();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let comm = &stat[open + 1..close];
+            // After the command: state, ppid ... utime (12th), stime, cutime, cstime.
+            let used: f64 = stat[close + 1..]
+                .split_whitespace()
+                .skip(11)
+                .take(4)
+                .filter_map(|v| v.parse::<f64>().ok())
+                .sum::<f64>()
+                * tick_ms;
+            match comm {
+                "strata" | "node" => cpu.server += used,
+                "postgres" => cpu.postgres += used,
+                _ => {}
+            }
+        }
+        if let Ok(stat) = std::fs::read_to_string("/proc/stat")
+            && let Some(line) = stat.lines().next()
+        {
+            // user nice system idle iowait irq softirq steal
+            let v: Vec<f64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            if v.len() >= 8 {
+                cpu.machine = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) * tick_ms;
+            }
+        }
+        cpu
+    }
+
+    /// What was used since `before`, per one of `requests`.
+    fn per(self, before: Cpu, requests: f64) -> Cpu {
+        let n = requests.max(1.0);
+        Cpu {
+            server: (self.server - before.server) / n,
+            postgres: (self.postgres - before.postgres) / n,
+            machine: (self.machine - before.machine) / n,
+        }
+    }
 }
 
 /// Percentiles (ms) of one-at-a-time timings.
@@ -351,6 +418,45 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
         row(
             &mut report,
             &format!("R1 pgbench over {n} tenants (connections never recycled)"),
+            ceiling_big,
+        )?;
+    }
+    // Where each request's CPU goes: with every core busy, throughput is
+    // bounded by the cores over the machine's CPU per request.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    writeln!(
+        report,
+        "\n| CPU per request | server | PostgreSQL | the rest (load generator, kernel) | machine | bound on {cores} cores |\n\
+         | --- | --- | --- | --- | --- | --- |"
+    )?;
+    let crow = |r: &mut String, name: &str, l: &Load| {
+        let c = l.cpu;
+        writeln!(
+            r,
+            "| {name} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.0} req/s |",
+            c.server,
+            c.postgres,
+            (c.machine - c.server - c.postgres).max(0.0),
+            c.machine,
+            cores as f64 * 1000.0 / c.machine.max(0.001)
+        )
+    };
+    crow(&mut report, "R1 Strata", &r1)?;
+    crow(&mut report, "R1 pgbench (no server)", &ceiling)?;
+    if let Some((mode, l)) = &postgraphile {
+        crow(&mut report, &format!("R1 PostGraphile ({mode})"), l)?;
+    }
+    crow(&mut report, "W1 Strata createTask", &w1)?;
+    if let Some((n, l, _, _, unbounded, _, _, ceiling_big)) = &big {
+        crow(&mut report, &format!("R1 Strata over {n} tenants"), l)?;
+        crow(
+            &mut report,
+            &format!("R1 Strata over {n} tenants, never recycled"),
+            unbounded,
+        )?;
+        crow(
+            &mut report,
+            &format!("R1 pgbench over {n} tenants"),
             ceiling_big,
         )?;
     }
@@ -868,7 +974,9 @@ fn wrk(base: &str, lua: &Path, args: &Args, path: &str) -> anyhow::Result<Load> 
         Ok(text)
     };
     run((args.secs / 3).max(1))?;
+    let before = Cpu::now();
     let text = run(args.secs)?;
+    let after = Cpu::now();
     let line = text
         .lines()
         .find_map(|l| l.strip_prefix("BENCH "))
@@ -876,6 +984,7 @@ fn wrk(base: &str, lua: &Path, args: &Args, path: &str) -> anyhow::Result<Load> 
     let v: Value = serde_json::from_str(line)?;
     let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
     Ok(Load {
+        cpu: after.per(before, f("requests")),
         rps: f("requests") / (f("us") / 1e6),
         p50: f("p50") / 1000.0,
         p95: f("p95") / 1000.0,
@@ -935,6 +1044,7 @@ async fn pgbench_r1(
     let logs = dir.join("pgbench-log");
     let _ = std::fs::remove_dir_all(&logs);
     std::fs::create_dir_all(&logs)?;
+    let before = Cpu::now();
     let out = cmd
         .arg(format!("-T{}", args.secs))
         .arg("-l")
@@ -942,6 +1052,7 @@ async fn pgbench_r1(
         .arg(url)
         .current_dir(&logs)
         .output()?;
+    let after = Cpu::now();
     let text = String::from_utf8_lossy(&out.stdout);
     ensure!(
         out.status.success(),
@@ -965,8 +1076,10 @@ async fn pgbench_r1(
         );
     }
     ensure!(!latencies.is_empty(), "pgbench wrote no transaction log");
+    let cpu = after.per(before, latencies.len() as f64);
     let t = Timings::of(latencies);
     Ok(Load {
+        cpu,
         rps: tps,
         p50: t.p50,
         p95: t.p95,
