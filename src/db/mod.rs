@@ -1,6 +1,7 @@
 //! Database access: the connection pool and its connect hook, the management
 //! migrations, the built-in PostgreSQL, and diesel's table definitions.
 
+pub mod cached;
 pub mod embedded;
 pub mod schema;
 

@@ -126,52 +126,89 @@ pub struct UserAccess {
     pub permanent: PermissionSet,
 }
 
+#[derive(diesel::QueryableByName)]
+struct SessionRow {
+    #[diesel(sql_type = Bool)]
+    enabled: bool,
+    #[diesel(sql_type = Bool)]
+    live: bool,
+    #[diesel(sql_type = Array<Text>)]
+    permissions: Vec<String>,
+    #[diesel(sql_type = Array<Text>)]
+    permanent: Vec<String>,
+}
+
+impl From<SessionRow> for UserAccess {
+    fn from(row: SessionRow) -> Self {
+        UserAccess {
+            enabled: row.enabled,
+            session_live: row.live,
+            permissions: row.permissions.into_iter().collect(),
+            permanent: row.permanent.into_iter().collect(),
+        }
+    }
+}
+
+/// The credential check's statement; `s` qualifies the tables. The
+/// placeholders: `$1` the user (in [`granted_roles`]), `$2` the user, `$3`
+/// the session, `$4` the user.
+fn session_access_sql(s: &str) -> String {
+    format!(
+        "WITH RECURSIVE {} SELECT \
+           EXISTS (SELECT 1 FROM {s}users WHERE id = $2 AND disabled_at IS NULL) AS enabled, \
+           EXISTS (SELECT 1 FROM {s}sessions WHERE id = $3 AND user_id = $4 \
+                   AND revoked_at IS NULL AND expires_at > now()) AS live, \
+           {}",
+        granted_roles(s),
+        permission_arrays(s)
+    )
+}
+
+/// The credential check for a connection bound to the tenant: the same
+/// text for every tenant, so it stays prepared (see [`crate::db::cached`]).
+static SESSION_ACCESS_BOUND: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| session_access_sql(""));
+
 /// Loads a user's status, their session's and their permissions in one
 /// statement, on a connection that is in no transaction.
 ///
-/// Every request signed in by a user runs this first, so it is kept to one
-/// statement: the tables are named with the tenant's schema (built from a
-/// validated slug) instead of a search_path bound in a transaction, which
-/// saves the `BEGIN`+binding and `COMMIT` round trips. It runs as the
-/// server's own user, not the tenant's role: it is this fixed query, never
-/// a resolver's, and reads only that schema.
+/// A mutation's requests run this first, so it is kept to one statement: the
+/// tables are named with the tenant's schema (built from a validated slug)
+/// instead of a search_path bound in a transaction, which saves the
+/// `BEGIN`+binding and `COMMIT` round trips. It runs as the server's own
+/// user, not the tenant's role: it is this fixed query, never a
+/// resolver's, and reads only that schema. (A query's requests use
+/// [`for_session_bound`] in their shared transaction instead.)
 pub async fn for_session(
     conn: &mut AsyncPgConnection,
     schema: &TenantSlug,
     user: Uuid,
     session: Uuid,
 ) -> QueryResult<UserAccess> {
-    #[derive(diesel::QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = Bool)]
-        enabled: bool,
-        #[diesel(sql_type = Bool)]
-        live: bool,
-        #[diesel(sql_type = Array<Text>)]
-        permissions: Vec<String>,
-        #[diesel(sql_type = Array<Text>)]
-        permanent: Vec<String>,
-    }
     let s = format!("{}.", schema.quoted_schema());
-    let row: Row = diesel::sql_query(format!(
-        "WITH RECURSIVE {} SELECT \
-           EXISTS (SELECT 1 FROM {s}users WHERE id = $1 AND disabled_at IS NULL) AS enabled, \
-           EXISTS (SELECT 1 FROM {s}sessions WHERE id = $2 AND user_id = $1 \
-                   AND revoked_at IS NULL AND expires_at > now()) AS live, \
-           {}",
-        granted_roles(&s),
-        permission_arrays(&s)
-    ))
-    .bind::<SqlUuid, _>(user)
-    .bind::<SqlUuid, _>(session)
-    .get_result(conn)
-    .await?;
-    Ok(UserAccess {
-        enabled: row.enabled,
-        session_live: row.live,
-        permissions: row.permissions.into_iter().collect(),
-        permanent: row.permanent.into_iter().collect(),
-    })
+    let row: SessionRow = diesel::sql_query(session_access_sql(&s))
+        .bind::<SqlUuid, _>(user)
+        .bind::<SqlUuid, _>(user)
+        .bind::<SqlUuid, _>(session)
+        .bind::<SqlUuid, _>(user)
+        .get_result(conn)
+        .await?;
+    Ok(row.into())
+}
+
+/// [`for_session`] on a connection bound to the tenant (its search_path
+/// and role), as the first statement of a query's transaction: one
+/// prepared statement per connection serves every tenant.
+pub async fn for_session_bound(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    session: Uuid,
+) -> QueryResult<UserAccess> {
+    let row: SessionRow =
+        crate::db::cached::cached(SESSION_ACCESS_BOUND.as_str(), (user, user, session, user))
+            .get_result(conn)
+            .await?;
+    Ok(row.into())
 }
 
 /// A user's effective permissions now, whether or not the user is disabled

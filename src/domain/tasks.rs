@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Nullable, Text, Uuid as SqlUuid};
+
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -106,7 +106,8 @@ pub async fn count(conn: &mut AsyncPgConnection, filter: &TaskFilter) -> QueryRe
 }
 
 /// For each project in `project_ids`, up to `limit` of its tasks (matching
-/// `status`, after id `after`), oldest first: one statement for them all.
+/// `status`, after id `after`), oldest first: one statement for them all,
+/// kept prepared on the connection (see [`crate::db::cached`]).
 pub async fn for_projects(
     conn: &mut AsyncPgConnection,
     project_ids: &[Uuid],
@@ -114,22 +115,26 @@ pub async fn for_projects(
     after: Option<Uuid>,
     limit: i64,
 ) -> QueryResult<Vec<Task>> {
-    diesel::sql_query(
+    crate::db::cached::cached(
         "SELECT t.id, t.project_id, t.title, t.status, t.assignee_id, t.due_date, \
                 t.created_at, t.updated_at \
          FROM unnest($1::uuid[]) AS p(id) \
          CROSS JOIN LATERAL ( \
              SELECT * FROM tasks \
              WHERE project_id = p.id \
-               AND ($2::text IS NULL OR status = $2) \
-               AND ($3::uuid IS NULL OR id > $3) \
-             ORDER BY id LIMIT $4 \
+               AND ($2::text IS NULL OR status = $3) \
+               AND ($4::uuid IS NULL OR id > $5) \
+             ORDER BY id LIMIT $6 \
          ) t",
+        (
+            project_ids.to_vec(),
+            status.map(str::to_owned),
+            status.map(str::to_owned),
+            after,
+            after,
+            limit,
+        ),
     )
-    .bind::<Array<SqlUuid>, _>(project_ids)
-    .bind::<Nullable<Text>, _>(status)
-    .bind::<Nullable<SqlUuid>, _>(after)
-    .bind::<BigInt, _>(limit)
     .load(conn)
     .await
 }

@@ -303,8 +303,8 @@ impl RequestCtx {
                 let found = if self.shared.is_some() {
                     // A query: the check is the first statement of the
                     // request's transaction, which its reads then use.
-                    in_scope!(scope.work, |conn| Ok(permissions::for_session(
-                        conn, slug, user, sid
+                    in_scope!(scope.work, |conn| Ok(permissions::for_session_bound(
+                        conn, user, sid
                     )
                     .await?))?
                 } else {

@@ -306,3 +306,58 @@ async fn connections_are_recycled_after_serving_their_share_of_tenants() {
     }
     assert_eq!(stats.recycled(), 2);
 }
+
+#[tokio::test]
+async fn the_one_prepared_credential_check_answers_for_each_tenant_on_its_own() {
+    // One connection: the credential check of every query is one prepared
+    // statement there, re-run for whichever tenant the request binds.
+    let app = TestApp::builder().pool_size(1).spawn().await;
+    let a = app.tenant_with_owner("alpha", "enterprise").await;
+    let b = app.tenant_with_owner("beta", "enterprise").await;
+    let viewer = app.member(&b, "beta", "vera", "viewer").await;
+    let mine = |token: String| {
+        let app = &app;
+        async move {
+            let body = app
+                .gql()
+                .token(&token)
+                .send("{ myPermissions }", json!({}))
+                .await;
+            (
+                code(&body).to_owned(),
+                body["data"]["myPermissions"].clone(),
+            )
+        }
+    };
+    let all = mine(a.clone()).await.1;
+    assert!(all.as_array().unwrap().len() > 3, "{all}");
+    for _ in 0..3 {
+        let (ran, vera) = futures::join!(mine(a.clone()), mine(viewer.token.clone()));
+        assert_eq!(ran.1, all, "alpha's owner keeps every permission");
+        assert_eq!(
+            vera.1,
+            json!(["members:read", "projects:read", "tasks:read"]),
+            "beta's viewer gets beta's viewer role, not what alpha's owner had"
+        );
+    }
+    // Beta's viewer signs out; the same statement, just run for alpha,
+    // refuses the ended session at once.
+    let out = app
+        .gql()
+        .token(&viewer.token)
+        .send("mutation { logout { session { id } } }", json!({}))
+        .await;
+    assert!(out["errors"].is_null(), "{out}");
+    assert_eq!(mine(a.clone()).await.1, all);
+    assert_eq!(mine(viewer.token.clone()).await.0, "UNAUTHENTICATED");
+    assert!(pool_connection_is_clean(&app).await);
+    // Prepared once on the connection for both tenants, not once per tenant.
+    let mut conn = app.app.pool.get().await.unwrap();
+    let prepared = count(
+        &mut conn,
+        "SELECT count(*) AS n FROM pg_prepared_statements \
+         WHERE statement LIKE 'WITH RECURSIVE granted%'",
+    )
+    .await;
+    assert_eq!(prepared, 1);
+}
