@@ -169,12 +169,15 @@ struct Change {
 
 /// mimalloc: async-graphql allocates per field resolved, and under R1 load
 /// glibc's malloc took about a quarter of the server's CPU (BENCHMARKS.md).
+/// It also hands argon2's 19 MiB working memory (one per password hashed or
+/// checked) back to the OS after the hash, which glibc kept once its mmap
+/// threshold had risen: a server that provisioned a few tenants held
+/// 100-200 MB.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    return_big_blocks_to_the_os();
     init_tracing();
     match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -182,19 +185,6 @@ async fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-/// glibc raises its mmap threshold after the first large block is freed, so
-/// from then on argon2's 19 MiB working memory (one per password hashed or
-/// checked) comes from the heap and stays in the process after the hash:
-/// a server that provisioned a few tenants kept 100-200 MB. A fixed
-/// threshold keeps such blocks mmapped, returned to the OS on free.
-fn return_big_blocks_to_the_os() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt is thread-safe and only tunes the allocator.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 
