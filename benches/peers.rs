@@ -411,7 +411,9 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
 
     // The ceiling: R1's SQL through pgbench, tenant switch included.
     eprintln!("R1's SQL through pgbench");
-    let ceiling = pgbench_r1(&pool, url, dir, &tenants, args).await?;
+    let ceiling = pgbench_r1(&pool, url, dir, &tenants, args, false).await?;
+    eprintln!("R1's SQL with the credential check through pgbench");
+    let ceiling_check = pgbench_r1(&pool, url, dir, &tenants, args, true).await?;
 
     // PostGraphile.
     let postgraphile = if args.no_peers {
@@ -467,7 +469,9 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
         let unbounded = wrk(&base, &lua, args, "/graphql", placement)?;
         let mem_unbounded = pg_backend_memory(&pool).await?;
         eprintln!("R1's SQL through pgbench over {} tenants", all.len());
-        let ceiling_big = pgbench_r1(&pool, url, dir, &all, args).await?;
+        let ceiling_big = pgbench_r1(&pool, url, dir, &all, args, false).await?;
+        eprintln!("the same with the credential check");
+        let ceiling_check_big = pgbench_r1(&pool, url, dir, &all, args, true).await?;
         big = Some((
             all.len(),
             run,
@@ -477,6 +481,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
             mem_unbounded,
             growth,
             ceiling_big,
+            ceiling_check_big,
         ));
     }
     server.stop();
@@ -505,6 +510,11 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
         "R1 pgbench (ceiling), PostgreSQL on both",
         &ceiling,
     )?;
+    row(
+        &mut report,
+        "R1 pgbench with the credential check, PostgreSQL on both",
+        &ceiling_check,
+    )?;
     if let Some((mode, ls)) = &postgraphile {
         for (p, l) in ls.each() {
             row(
@@ -521,7 +531,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
             l,
         )?;
     }
-    if let Some((n, l, _, _, unbounded, _, _, ceiling_big)) = &big {
+    if let Some((n, l, _, _, unbounded, _, _, ceiling_big, check_big)) = &big {
         let at = placement.describe();
         row(&mut report, &format!("R1 Strata over {n} tenants, {at}"), l)?;
         row(
@@ -533,6 +543,11 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
             &mut report,
             &format!("R1 pgbench over {n} tenants (connections never recycled)"),
             ceiling_big,
+        )?;
+        row(
+            &mut report,
+            &format!("R1 pgbench with the credential check over {n} tenants"),
+            check_big,
         )?;
     }
     // Where each request's CPU goes: with every core busy, throughput is
@@ -559,6 +574,11 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
         crow(&mut report, &format!("R1 Strata, {}", p.describe()), l)?;
     }
     crow(&mut report, "R1 pgbench (no server)", &ceiling)?;
+    crow(
+        &mut report,
+        "R1 pgbench with the credential check",
+        &ceiling_check,
+    )?;
     if let Some((mode, ls)) = &postgraphile {
         for (p, l) in ls.each() {
             crow(
@@ -575,7 +595,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
             l,
         )?;
     }
-    if let Some((n, l, _, _, unbounded, _, _, ceiling_big)) = &big {
+    if let Some((n, l, _, _, unbounded, _, _, ceiling_big, check_big)) = &big {
         crow(&mut report, &format!("R1 Strata over {n} tenants"), l)?;
         crow(
             &mut report,
@@ -586,6 +606,11 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
             &mut report,
             &format!("R1 pgbench over {n} tenants"),
             ceiling_big,
+        )?;
+        crow(
+            &mut report,
+            &format!("R1 pgbench with the credential check over {n} tenants"),
+            check_big,
         )?;
     }
     writeln!(
@@ -667,7 +692,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
             d.p50 / p1_warm.p50
         )?;
     }
-    if let Some((n, l, mem, rss, _, mem_unbounded, growth, ceiling_big)) = &big {
+    if let Some((n, l, mem, rss, _, mem_unbounded, growth, ceiling_big, check_big)) = &big {
         writeln!(
             report,
             "| R1 p99 over {n} tenants vs over {} | {:.2}x | <= 1.25x |",
@@ -679,6 +704,12 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
             "| the same for pgbench: PostgreSQL alone, p99 over {n} tenants vs over {} | {:.2}x | |",
             args.tenants,
             ceiling_big.p99 / ceiling.p99
+        )?;
+        writeln!(
+            report,
+            "| the same with the credential check: p99 over {n} tenants vs over {} | {:.2}x | |",
+            args.tenants,
+            check_big.p99 / ceiling_check.p99
         )?;
         writeln!(
             report,
@@ -1173,6 +1204,7 @@ async fn pgbench_r1(
     dir: &Path,
     tenants: &[BenchTenant],
     args: &Args,
+    check: bool,
 ) -> anyhow::Result<Load> {
     let mut values = String::new();
     for (i, t) in tenants.iter().enumerate() {
@@ -1183,18 +1215,47 @@ async fn pgbench_r1(
         let mut conn = pool.get().await?;
         conn.batch_execute(&format!(
             "DROP TABLE IF EXISTS public.bench_tenants; \
-             CREATE TABLE public.bench_tenants (i int PRIMARY KEY, schema text NOT NULL, role text NOT NULL); \
-             INSERT INTO public.bench_tenants VALUES {values}; ANALYZE public.bench_tenants;"
+             CREATE TABLE public.bench_tenants (i int PRIMARY KEY, schema text NOT NULL, \
+               role text NOT NULL, user_id uuid, session_id uuid); \
+             INSERT INTO public.bench_tenants (i, schema, role) VALUES {values};"
         ))
         .await?;
+        // The owner's session, as the credential check reads it; 500
+        // tenants a transaction, or their locks overflow the lock table.
+        for from in (0..tenants.len()).step_by(500) {
+            conn.batch_execute(&format!(
+                "DO $$ DECLARE r record; BEGIN \
+                   FOR r IN SELECT i, schema FROM public.bench_tenants \
+                            WHERE i >= {from} AND i < {} LOOP \
+                     EXECUTE format('UPDATE public.bench_tenants b SET user_id = s.user_id, \
+                       session_id = s.id FROM (SELECT user_id, id FROM %s.sessions \
+                       ORDER BY created_at LIMIT 1) s WHERE b.i = %s', r.schema, r.i); \
+                   END LOOP; END $$",
+                from + 500
+            ))
+            .await?;
+        }
+        conn.batch_execute("ANALYZE public.bench_tenants").await?;
     }
+    // With `check`, the request's credential check too, as Strata sends it.
+    let check_sql = if check {
+        let sql = strata::domain::permissions::session_access_bound_sql()
+            .replace("$1", ":u")
+            .replace("$2", ":u")
+            .replace("$3", ":s")
+            .replace("$4", ":u");
+        format!("{sql};\n")
+    } else {
+        String::new()
+    };
     let script = dir.join("pgbench-r1.sql");
     std::fs::write(
         &script,
         format!(
             "\\set t random(0, {})\nBEGIN;\n\
-             SELECT set_config('search_path', schema, true), set_config('role', role, true) \
-             FROM public.bench_tenants WHERE i = :t;\n{R1_SQL}\nCOMMIT;\n",
+             SELECT set_config('search_path', schema, true) AS p, set_config('role', role, true) AS r, \
+             user_id AS u, session_id AS s FROM public.bench_tenants WHERE i = :t \\gset\n\
+             {check_sql}{R1_SQL}\nCOMMIT;\n",
             tenants.len() - 1
         ),
     )?;

@@ -211,6 +211,12 @@ pub async fn for_session_bound(
     Ok(row.into())
 }
 
+/// The text [`for_session_bound`] sends (`$1`, `$2` and `$4` the user, `$3`
+/// the session), for the benchmark that replays a request's SQL.
+pub fn session_access_bound_sql() -> &'static str {
+    SESSION_ACCESS_BOUND.as_str()
+}
+
 /// A user's effective permissions now, whether or not the user is disabled
 /// (so a disabled owner still counts as an owner when someone would act on them).
 pub async fn of_user(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<PermissionSet> {
