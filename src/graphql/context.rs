@@ -197,6 +197,16 @@ impl RequestCtx {
         let all = self
             .plans
             .get_or_try_init(|| async {
+                // A query's shared transaction may hold a pooled connection,
+                // bound to the tenant's role, which cannot read plans. Taking
+                // a second one could wait on a pool that requests like this
+                // one hold (a pool of one never serves it), so the shared
+                // transaction ends here and its connection goes back first;
+                // the query's next read begins another (read committed: no
+                // snapshot is lost).
+                if let Some(shared) = &self.shared {
+                    shared.commit().await;
+                }
                 let mut conn = self.app.pool.get().await?;
                 Ok::<_, AppError>(plans::list(&mut conn).await?)
             })

@@ -76,6 +76,32 @@ async fn the_seat_limit_holds_for_users_and_invitations() {
     );
 }
 
+/// The usage page reads the plans (management data the tenant's role cannot
+/// read) in the middle of a query whose other fields already hold a pooled
+/// connection: it must not need a second one.
+#[tokio::test]
+async fn usage_is_served_by_a_pool_of_one_alongside_other_reads() {
+    let app = TestApp::builder().pool_size(1).spawn().await;
+    let owner = app.tenant_with_owner("solo", "professional").await;
+    app.create_project(&owner, "first").await;
+    let page = "{ me { email } projects(first: 5) { totalCount } \
+                usage { plan seatsUsed seatsLimit projectsUsed } }";
+    let bodies = futures::future::join_all((0..4).map(|_| {
+        let app = &app;
+        let owner = &owner;
+        async move { app.gql().token(owner).send(page, json!({})).await }
+    }))
+    .await;
+    for body in bodies {
+        assert!(body["errors"].is_null(), "{body}");
+        assert_eq!(
+            body["data"]["usage"],
+            json!({ "plan": "professional", "seatsUsed": 1, "seatsLimit": 10, "projectsUsed": 1 })
+        );
+        assert_eq!(body["data"]["projects"]["totalCount"], 1);
+    }
+}
+
 #[tokio::test]
 async fn emails_are_unique_per_tenant_whatever_their_case() {
     let app = TestApp::spawn().await;
