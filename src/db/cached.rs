@@ -66,6 +66,8 @@ impl Param for i64 {
 
 /// The values for a statement's placeholders, in order.
 pub trait Params {
+    /// How many values there are: the statement must have that many placeholders.
+    const LEN: usize;
     /// Binds the `i`th value (0-based).
     fn push<'b>(&'b self, i: usize, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>;
 }
@@ -73,6 +75,7 @@ pub trait Params {
 macro_rules! params {
     ($($t:ident $i:tt),+) => {
         impl<$($t: Param),+> Params for ($($t,)+) {
+            const LEN: usize = [$($i),+].len();
             fn push<'b>(&'b self, i: usize, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
                 match i {
                     $($i => self.$i.push(out),)+
@@ -115,6 +118,11 @@ impl<P: Params> QueryFragment<Pg> for Cached<P> {
             self.params.push(next, &mut out)?;
             next += 1;
             rest = &rest[at + 1 + digits..];
+        }
+        if next != P::LEN {
+            return Err(diesel::result::Error::QueryBuilderError(
+                format!("{} values for {next} placeholders", P::LEN).into(),
+            ));
         }
         out.push_sql(rest);
         Ok(())
@@ -160,8 +168,19 @@ mod tests {
     }
 
     #[test]
-    fn is_safe_to_cache() {
+    fn a_value_left_over_is_an_error_not_ignored() {
         let q = cached("SELECT $1", (1i64, 2i64));
+        let built = QueryFragment::<Pg>::to_sql(
+            &q,
+            &mut <Pg as diesel::backend::Backend>::QueryBuilder::default(),
+            &Pg,
+        );
+        assert!(built.is_err());
+    }
+
+    #[test]
+    fn is_safe_to_cache() {
+        let q = cached("SELECT $1, $2", (1i64, 2i64));
         assert!(QueryFragment::<Pg>::is_safe_to_cache_prepared(&q, &Pg).unwrap());
     }
 }

@@ -36,7 +36,7 @@ pub type PooledConn<'a> = bb8::PooledConnection<'a, Manager>;
 pub struct QueryStats {
     statements: AtomicU64,
     recycled: AtomicU64,
-    /// Connections that have been bound to more tenants than allowed, by
+    /// Connections that have been bound to as many tenants as allowed, by
     /// the address of their [`ConnWatch`] (stable for a connection's life).
     retiring: Mutex<HashSet<usize>>,
 }

@@ -13,10 +13,14 @@
 //! the template itself, as before.
 //!
 //! Entries made at another template version than the server's are never
-//! claimed; [`fill`] drops them and makes new ones.
+//! claimed; [`fill`] drops those of older versions and makes new ones.
 
+use diesel::OptionalExtension as _;
 use diesel::sql_types::{BigInt, Integer, Text};
-use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection as _};
+use diesel_async::{
+    AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection as _,
+    TransactionManager as _,
+};
 
 use crate::db::Pool;
 use crate::error::{AppError, AppResult};
@@ -111,7 +115,7 @@ pub async fn ready(pool: &Pool, version: i32) -> AppResult<i64> {
 }
 
 /// Tops the pool up to `target` entries at `template`'s version, one
-/// transaction per entry, after dropping entries made at other versions.
+/// transaction per entry, after dropping entries made at older versions.
 /// Returns how many it made. Servers filling the same database at once may
 /// overshoot the target by a few entries; that costs only disk.
 pub async fn fill(pool: &Pool, template: &[TemplateStep], target: usize) -> AppResult<usize> {
@@ -128,15 +132,15 @@ pub async fn fill(pool: &Pool, template: &[TemplateStep], target: usize) -> AppR
 
 async fn make_one(pool: &Pool, template: &[TemplateStep], version: i32) -> AppResult<()> {
     let entry = Entry::fresh();
-    let (schema, role) = (entry.quoted_schema()?, entry.role()?);
     let mut conn = pool.get().await?;
-    conn.batch_execute(&format!(
-        "BEGIN; CREATE SCHEMA {schema}; SET LOCAL search_path TO {schema}"
-    ))
-    .await?;
-    let result = async {
-        apply_steps(&mut conn, template, &entry.schema_name).await?;
-        db_role::create_for_schema(&mut conn, &schema, &role).await?;
+    in_transaction(&mut conn, async |conn| {
+        let (schema, role) = (entry.quoted_schema()?, entry.role()?);
+        conn.batch_execute(&format!(
+            "CREATE SCHEMA {schema}; SET LOCAL search_path TO {schema}"
+        ))
+        .await?;
+        apply_steps(conn, template, &entry.schema_name).await?;
+        db_role::create_for_schema(conn, &schema, &role).await?;
         diesel::sql_query(
             "INSERT INTO management.schema_pool (schema_name, db_role, template_version) \
              VALUES ($1, $2, $3)",
@@ -144,51 +148,75 @@ async fn make_one(pool: &Pool, template: &[TemplateStep], version: i32) -> AppRe
         .bind::<Text, _>(&entry.schema_name)
         .bind::<Text, _>(&entry.db_role)
         .bind::<Integer, _>(version)
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
-        Ok::<_, AppError>(())
-    }
-    .await;
-    match result {
-        Ok(()) => {
-            conn.batch_execute("COMMIT").await?;
-            Ok(())
+        Ok(())
+    })
+    .await
+}
+
+/// Runs `work` in a transaction that commits on success and rolls back on
+/// any error, through diesel's transaction manager: a connection whose
+/// rollback fails too is discarded by the pool, never reused mid-transaction.
+async fn in_transaction<T>(
+    conn: &mut AsyncPgConnection,
+    work: impl AsyncFnOnce(&mut AsyncPgConnection) -> AppResult<T>,
+) -> AppResult<T> {
+    AnsiTransactionManager::begin_transaction(conn).await?;
+    match work(conn).await {
+        Ok(value) => {
+            AnsiTransactionManager::commit_transaction(conn).await?;
+            Ok(value)
         }
-        Err(e) => {
-            let _ = conn.batch_execute("ROLLBACK").await;
-            Err(e)
+        Err(err) => {
+            if let Err(e) = AnsiTransactionManager::rollback_transaction(conn).await {
+                tracing::warn!(error = %e, "rollback in the warm schema pool failed");
+            }
+            Err(err)
         }
     }
 }
 
-/// Drops entries made at another template version than `version`.
+/// Drops entries made at an older template version than `version`.
+/// Newer ones stay: during a rolling deploy they belong to the servers
+/// already running the newer template, and this server never claims them.
 async fn drop_stale(pool: &Pool, version: i32) -> AppResult<()> {
     let mut conn = pool.get().await?;
     loop {
-        conn.batch_execute("BEGIN").await?;
-        let stale: Option<Entry> = diesel::sql_query(
-            "DELETE FROM management.schema_pool WHERE schema_name = ( \
-               SELECT schema_name FROM management.schema_pool WHERE template_version <> $1 \
-               LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING schema_name, db_role",
-        )
-        .bind::<Integer, _>(version)
-        .get_result(&mut *conn)
-        .await
-        .map(Some)
-        .or_else(|e| match e {
-            diesel::result::Error::NotFound => Ok(None),
-            e => Err(e),
-        })?;
-        let Some(entry) = stale else {
-            conn.batch_execute("COMMIT").await?;
-            return Ok(());
-        };
-        let (schema, role) = (entry.quoted_schema()?, entry.role()?.quoted());
-        conn.batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; DROP OWNED BY {role}; DROP ROLE {role}; COMMIT"
-        ))
+        let dropped = in_transaction(&mut conn, async |conn| {
+            let stale: Option<Entry> = diesel::sql_query(
+                "DELETE FROM management.schema_pool WHERE schema_name = ( \
+                   SELECT schema_name FROM management.schema_pool WHERE template_version < $1 \
+                   LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                 RETURNING schema_name, db_role",
+            )
+            .bind::<Integer, _>(version)
+            .get_result(conn)
+            .await
+            .optional()?;
+            let Some(entry) = stale else {
+                return Ok(false);
+            };
+            let (schema, role) = (entry.quoted_schema()?, entry.role()?.quoted());
+            conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .await?;
+            // An operator may have dropped the role already; the entry goes
+            // all the same, or it would fail every fill from now on.
+            let role_exists = diesel::sql_query("SELECT 1 AS n FROM pg_roles WHERE rolname = $1")
+                .bind::<Text, _>(&entry.db_role)
+                .execute(conn)
+                .await?
+                > 0;
+            if role_exists {
+                conn.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+                    .await?;
+            }
+            Ok(true)
+        })
         .await?;
+        if !dropped {
+            return Ok(());
+        }
     }
 }
 

@@ -259,6 +259,87 @@ async fn fill_replaces_entries_made_at_another_template_version() {
         1,
         "the stale schemas are gone"
     );
+    // A stale entry whose schema and role an operator already dropped by
+    // hand goes too, instead of failing every fill from then on.
+    db.batch_execute(
+        "INSERT INTO management.schema_pool (schema_name, db_role, template_version) \
+         VALUES ('pool_00000000abcd', 'pool_00000000abcd', 0)",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        schema_pool::fill(&app.app.pool, TEMPLATE, 1).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        count(&mut db, "SELECT count(*) AS n FROM management.schema_pool").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn fill_keeps_the_entries_of_a_newer_template_for_the_servers_running_it() {
+    let app = TestApp::spawn().await;
+    schema_pool::fill(&app.app.pool, TEMPLATE, 2).await.unwrap();
+    let mut db = app.db().await;
+    // A rolling deploy: a newer server made these; this (older) server
+    // neither claims nor drops them.
+    db.batch_execute("UPDATE management.schema_pool SET template_version = template_version + 1")
+        .await
+        .unwrap();
+    let version = latest_version(TEMPLATE);
+    assert_eq!(
+        schema_pool::fill(&app.app.pool, TEMPLATE, 1).await.unwrap(),
+        1
+    );
+    assert_eq!(schema_pool::ready(&app.app.pool, version).await.unwrap(), 1);
+    assert_eq!(
+        schema_pool::ready(&app.app.pool, version + 1)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) AS n FROM pg_namespace WHERE nspname LIKE 'pool\\_%'"
+        )
+        .await,
+        3
+    );
+}
+
+static FAILING_TEMPLATE: &[strata::tenancy::template::TemplateStep] =
+    &[strata::tenancy::template::TemplateStep {
+        version: 1,
+        name: "0001_fails",
+        sql: "CREATE TABLE t (x int); SELECT no_such_function();",
+    }];
+
+#[tokio::test]
+async fn a_pool_entry_that_fails_leaves_nothing_behind_and_its_connection_clean() {
+    let app = TestApp::builder().pool_size(1).spawn().await;
+    let err = schema_pool::fill(&app.app.pool, FAILING_TEMPLATE, 1)
+        .await
+        .expect_err("the template fails");
+    assert_eq!(err.code(), "INTERNAL_SERVER_ERROR");
+    assert!(pool_connection_is_clean(&app).await);
+    let mut db = app.db().await;
+    assert_eq!(
+        count(&mut db, "SELECT count(*) AS n FROM management.schema_pool").await,
+        0
+    );
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) AS n FROM pg_namespace WHERE nspname LIKE 'pool\\_%'"
+        )
+        .await,
+        0
+    );
+    // The pool's one connection goes on serving.
+    let owner = app.tenant_with_owner("after", "free").await;
+    app.create_project(&owner, "fine").await;
 }
 
 #[tokio::test]
