@@ -400,11 +400,13 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
     check_r1(&client, &base, &tenants[0]).await?;
     let lua = dir.join("strata-r1.lua");
     std::fs::write(&lua, strata_lua(&tenants, false))?;
-    let r1s = Placed::run(|p| wrk(&base, &lua, args, "/graphql", p))?;
+    let (r1s, pg_mem_small) = sampled(&pool, || {
+        Placed::run(|p| wrk(&base, &lua, args, "/graphql", p))
+    })
+    .await?;
     let (placement, r1) = r1s.best();
     let r1 = *r1;
     let strata_rss = server.peak_rss_kib()?;
-    let pg_mem_small = pg_backend_memory(&pool).await?;
     eprintln!("W1 on Strata");
     std::fs::write(&lua, strata_lua(&tenants, true))?;
     let w1s = Placed::run(|p| wrk(&base, &lua, args, "/graphql", p))?;
@@ -455,8 +457,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
         }
         std::fs::write(&lua, strata_lua(&all, false))?;
         eprintln!("R1 on Strata over {} tenants", all.len());
-        let run = wrk(&base, &lua, args, "/graphql", placement)?;
-        let mem = pg_backend_memory(&pool).await?;
+        let (run, mem) = sampled(&pool, || wrk(&base, &lua, args, "/graphql", placement)).await?;
         let rss = server.peak_rss_kib()?;
         eprintln!("one connection through {} tenants", all.len());
         let growth = memory_per_tenant_touched(url, &all).await?;
@@ -466,8 +467,8 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
         eprintln!("R1 over {} tenants, connections never recycled", all.len());
         server = Server::start(dir, url, port, 0)?;
         server.wait_ready(&client, &base).await?;
-        let unbounded = wrk(&base, &lua, args, "/graphql", placement)?;
-        let mem_unbounded = pg_backend_memory(&pool).await?;
+        let (unbounded, mem_unbounded) =
+            sampled(&pool, || wrk(&base, &lua, args, "/graphql", placement)).await?;
         eprintln!("R1's SQL through pgbench over {} tenants", all.len());
         let ceiling_big = pgbench_r1(&pool, url, dir, &all, args, false).await?;
         eprintln!("the same with the credential check");
@@ -713,7 +714,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
         )?;
         writeln!(
             report,
-            "| PostgreSQL memory, Strata's connections, after R1 over {n} | {} | bounded |",
+            "| PostgreSQL memory, Strata's connections, during R1 over {n} | {} | bounded |",
             mem.describe()
         )?;
         writeln!(
@@ -738,7 +739,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
     }
     writeln!(
         report,
-        "| PostgreSQL memory, Strata's connections, after R1 over {} | {} | |",
+        "| PostgreSQL memory, Strata's connections, during R1 over {} | {} | |",
         args.tenants,
         pg_mem_small.describe()
     )?;
@@ -1485,7 +1486,8 @@ fn private_kib(pid: i32) -> anyhow::Result<u64> {
         .sum())
 }
 
-/// Private memory of the server's PostgreSQL backends.
+/// Private memory of the server's PostgreSQL backends (or the peak of
+/// each figure over a run's samples).
 #[derive(Debug, Clone, Copy, Default)]
 struct BackendMemory {
     backends: usize,
@@ -1494,14 +1496,54 @@ struct BackendMemory {
 }
 
 impl BackendMemory {
+    fn peak(self, other: Self) -> Self {
+        Self {
+            backends: self.backends.max(other.backends),
+            private_kib: self.private_kib.max(other.private_kib),
+            max_kib: self.max_kib.max(other.max_kib),
+        }
+    }
+
     fn describe(&self) -> String {
         format!(
-            "{:.1} MB private in {} backends (largest {:.1} MB)",
+            "peak {:.1} MB private in {} backends (largest {:.1} MB)",
             self.private_kib as f64 / 1024.0,
             self.backends,
             self.max_kib as f64 / 1024.0
         )
     }
+}
+
+/// Runs `load` (blocking: a load generator) while sampling the server's
+/// backends' private memory twice a second, and returns it with the peak
+/// of those samples: measured after the run, it would miss the connections
+/// recycled (or timed out) before the end.
+async fn sampled<T>(
+    pool: &Pool,
+    load: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<(T, BackendMemory)> {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let sampler = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let mut peak = BackendMemory::default();
+            loop {
+                if let Ok(now) = pg_backend_memory(&pool).await {
+                    peak = peak.peak(now);
+                }
+                tokio::select! {
+                    _ = &mut stopped => return peak,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    });
+    // The sampler runs on the runtime's workers while this thread waits on
+    // the load generator.
+    let out = load();
+    let _ = stop.send(());
+    let peak = sampler.await?;
+    Ok((out?, peak))
 }
 
 /// Sums Private_Clean + Private_Dirty of every backend serving the server
