@@ -91,16 +91,19 @@ pub async fn revoke(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Optio
 }
 
 /// Notes that a key was used; written at most once a minute per key.
+///
+/// A query's credential check runs this inside the request's transaction,
+/// which then holds the row lock until the request ends: a request that
+/// finds the row locked (another request with the same key is noting it
+/// right now) skips the write instead of waiting for that request.
 pub async fn touch(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()> {
-    let a_minute_ago = Utc::now() - chrono::Duration::minutes(1);
-    diesel::update(
-        api_keys::table.find(id).filter(
-            api_keys::last_used_at
-                .is_null()
-                .or(api_keys::last_used_at.lt(a_minute_ago)),
-        ),
+    diesel::sql_query(
+        "UPDATE api_keys SET last_used_at = now() WHERE id = ( \
+           SELECT id FROM api_keys WHERE id = $1 \
+             AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute') \
+           FOR UPDATE SKIP LOCKED)",
     )
-    .set(api_keys::last_used_at.eq(Utc::now()))
+    .bind::<diesel::sql_types::Uuid, _>(id)
     .execute(conn)
     .await
     .map(drop)

@@ -468,6 +468,40 @@ async fn an_api_key_acts_as_its_owner_within_its_permissions() {
     assert_eq!(code(&admin_op), "FORBIDDEN");
 }
 
+/// Noting a key's use never makes a request wait for another request's
+/// transaction (here: one holding the key's row lock as long as it likes).
+#[tokio::test]
+async fn a_key_in_use_elsewhere_does_not_hold_up_a_request() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant_with_owner("acme", "enterprise").await;
+    app.create_project(&owner, "p").await;
+    let made = create_key(&app, &owner, json!(["projects:read"])).await;
+    let secret = made["data"]["createApiKey"]["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{made}"))
+        .to_owned();
+    let mut db = app.db().await;
+    db.batch_execute("BEGIN; SELECT 1 FROM tenant_acme.api_keys FOR UPDATE")
+        .await
+        .unwrap();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        app.gql().token(&secret).send(PROJECTS, json!({})),
+    )
+    .await
+    .expect("the request waited on the key's row lock");
+    assert_eq!(read["data"]["projects"]["totalCount"], 1, "{read}");
+    db.batch_execute("COMMIT").await.unwrap();
+    // Once the row is free, the use is noted.
+    app.gql().token(&secret).send(PROJECTS, json!({})).await;
+    let noted = crate::common::count(
+        &mut db,
+        "SELECT count(*) AS n FROM tenant_acme.api_keys WHERE last_used_at IS NOT NULL",
+    )
+    .await;
+    assert_eq!(noted, 1);
+}
+
 #[tokio::test]
 async fn an_api_key_never_exceeds_its_owner_and_revocation_is_immediate() {
     let app = TestApp::spawn().await;
