@@ -192,6 +192,12 @@ impl RequestCtx {
         }
     }
 
+    /// Whether the request only reads (a query): nothing it does changes
+    /// what its earlier fields fetched, so they may be reused.
+    pub fn reads_only(&self) -> bool {
+        self.shared.is_some()
+    }
+
     /// The plan with `code`, from one read of the (seeded, small) plans table per request.
     pub async fn plan(&self, code: &str) -> AppResult<Plan> {
         let all = self

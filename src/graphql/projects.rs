@@ -44,10 +44,13 @@ impl Project {
         after: Option<String>,
         status: Option<TaskStatus>,
     ) -> Result<Connection<String, Task, TaskConnectionFields>> {
-        let (scope, access) = ctx.req()?.require("tasks:read").await?;
+        let req = ctx.req()?;
+        let (scope, access) = req.require("tasks:read").await?;
         // Asked for each task's assignee (a dashboard): fetch them with the
-        // page, one statement for every project's page.
-        let assignees = access.permissions.has("members:read")
+        // page, one statement for every project's page. Not in a mutation,
+        // whose later fields may change those users after this page.
+        let assignees = req.reads_only()
+            && access.permissions.has("members:read")
             && ctx
                 .look_ahead()
                 .field("edges")

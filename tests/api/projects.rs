@@ -326,3 +326,47 @@ async fn plan_project_limit_holds_under_concurrency() {
         .await;
     assert_eq!(total["data"]["projects"]["totalCount"], 3);
 }
+
+/// A mutation's later fields see what its earlier fields changed: an
+/// assignee read after a rename shows the new name, even when an earlier
+/// field fetched the same user along with a page of tasks.
+#[tokio::test]
+async fn a_mutation_reads_its_own_changes_to_an_assignee() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant_with_owner("acme", "professional").await;
+    let me = app.gql().token(&t).send("{ me { id } }", json!({})).await;
+    let me_id = me["data"]["me"]["id"].as_str().unwrap().to_owned();
+    let p = app.create_project(&t, "Launch").await;
+    let made = create_task(
+        &app,
+        &t,
+        json!({"projectId": p, "title": "Write", "assigneeId": me_id}),
+    )
+    .await;
+    assert!(made["errors"].is_null(), "{made}");
+    let body = app
+        .gql()
+        .token(&t)
+        .send(
+            "mutation($p: ID!, $me: ID!) { \
+               a: createTask(input: { projectId: $p, title: \"two\" }) { task { project { \
+                 tasks(first: 5) { edges { node { assignee { displayName } } } } } } } \
+               b: updateUser(input: { id: $me, displayName: \"Renamed\" }) { user { displayName } } \
+               c: createTask(input: { projectId: $p, title: \"three\", assigneeId: $me }) { \
+                 task { assignee { displayName } } } }",
+            json!({ "p": p, "me": me_id }),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let first = |field: &str| {
+        body["data"][field]["task"]["project"]["tasks"]["edges"][0]["node"]["assignee"]
+            ["displayName"]
+            .clone()
+    };
+    assert_eq!(first("a"), json!("Owner"), "{body}");
+    assert_eq!(body["data"]["b"]["user"]["displayName"], "Renamed");
+    assert_eq!(
+        body["data"]["c"]["task"]["assignee"]["displayName"], "Renamed",
+        "{body}"
+    );
+}
