@@ -25,6 +25,7 @@ use diesel_async::{
 use crate::db::Pool;
 use crate::error::{AppError, AppResult};
 use crate::tenancy::db_role::{self, DbRole};
+use crate::tenancy::lifecycle;
 use crate::tenancy::provision::apply_steps;
 use crate::tenancy::template::{TemplateStep, latest_version};
 
@@ -133,7 +134,11 @@ pub async fn fill(pool: &Pool, template: &[TemplateStep], target: usize) -> AppR
 async fn make_one(pool: &Pool, template: &[TemplateStep], version: i32) -> AppResult<()> {
     let entry = Entry::fresh();
     let mut conn = pool.get().await?;
-    in_transaction(&mut conn, async |conn| {
+    let conn = &mut *conn;
+    // Through diesel's transaction manager: an error rolls back, and a
+    // connection whose rollback fails too is discarded, never reused.
+    AnsiTransactionManager::begin_transaction(conn).await?;
+    let result = async {
         let (schema, role) = (entry.quoted_schema()?, entry.role()?);
         conn.batch_execute(&format!(
             "CREATE SCHEMA {schema}; SET LOCAL search_path TO {schema}"
@@ -151,30 +156,9 @@ async fn make_one(pool: &Pool, template: &[TemplateStep], version: i32) -> AppRe
         .execute(conn)
         .await?;
         Ok(())
-    })
-    .await
-}
-
-/// Runs `work` in a transaction that commits on success and rolls back on
-/// any error, through diesel's transaction manager: a connection whose
-/// rollback fails too is discarded by the pool, never reused mid-transaction.
-async fn in_transaction<T>(
-    conn: &mut AsyncPgConnection,
-    work: impl AsyncFnOnce(&mut AsyncPgConnection) -> AppResult<T>,
-) -> AppResult<T> {
-    AnsiTransactionManager::begin_transaction(conn).await?;
-    match work(conn).await {
-        Ok(value) => {
-            AnsiTransactionManager::commit_transaction(conn).await?;
-            Ok(value)
-        }
-        Err(err) => {
-            if let Err(e) = AnsiTransactionManager::rollback_transaction(conn).await {
-                tracing::warn!(error = %e, "rollback in the warm schema pool failed");
-            }
-            Err(err)
-        }
     }
+    .await;
+    lifecycle::finish(conn, result).await
 }
 
 /// Drops entries made at an older template version than `version`.
@@ -182,8 +166,10 @@ async fn in_transaction<T>(
 /// already running the newer template, and this server never claims them.
 async fn drop_stale(pool: &Pool, version: i32) -> AppResult<()> {
     let mut conn = pool.get().await?;
+    let conn = &mut *conn;
     loop {
-        let dropped = in_transaction(&mut conn, async |conn| {
+        AnsiTransactionManager::begin_transaction(conn).await?;
+        let result = async {
             let stale: Option<Entry> = diesel::sql_query(
                 "DELETE FROM management.schema_pool WHERE schema_name = ( \
                    SELECT schema_name FROM management.schema_pool WHERE template_version < $1 \
@@ -212,9 +198,9 @@ async fn drop_stale(pool: &Pool, version: i32) -> AppResult<()> {
                     .await?;
             }
             Ok(true)
-        })
-        .await?;
-        if !dropped {
+        }
+        .await;
+        if !lifecycle::finish(conn, result).await? {
             return Ok(());
         }
     }

@@ -405,16 +405,21 @@ async fn create_key(app: &TestApp, token: &str, perms: Value) -> Value {
         .await
 }
 
+/// The secret `createApiKey` returned.
+fn secret_of(made: &Value) -> String {
+    made["data"]["createApiKey"]["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{made}"))
+        .to_owned()
+}
+
 #[tokio::test]
 async fn an_api_key_acts_as_its_owner_within_its_permissions() {
     let app = TestApp::spawn().await;
     let owner = app.tenant_with_owner("acme", "enterprise").await;
     app.create_project(&owner, "p").await;
     let made = create_key(&app, &owner, json!(["projects:read"])).await;
-    let secret = made["data"]["createApiKey"]["secret"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{made}"))
-        .to_owned();
+    let secret = secret_of(&made);
     let prefix = made["data"]["createApiKey"]["apiKey"]["prefix"]
         .as_str()
         .unwrap();
@@ -476,10 +481,7 @@ async fn a_key_in_use_elsewhere_does_not_hold_up_a_request() {
     let owner = app.tenant_with_owner("acme", "enterprise").await;
     app.create_project(&owner, "p").await;
     let made = create_key(&app, &owner, json!(["projects:read"])).await;
-    let secret = made["data"]["createApiKey"]["secret"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{made}"))
-        .to_owned();
+    let secret = secret_of(&made);
     let mut db = app.db().await;
     db.batch_execute("BEGIN; SELECT 1 FROM tenant_acme.api_keys FOR UPDATE")
         .await
@@ -510,10 +512,7 @@ async fn an_api_key_never_exceeds_its_owner_and_revocation_is_immediate() {
     let too_much = create_key(&app, &mia.token, json!(["members:manage"])).await;
     assert_eq!(code(&too_much), "FORBIDDEN", "{too_much}");
     let made = create_key(&app, &mia.token, json!(["projects:read", "projects:write"])).await;
-    let secret = made["data"]["createApiKey"]["secret"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{made}"))
-        .to_owned();
+    let secret = secret_of(&made);
     let key_id = made["data"]["createApiKey"]["apiKey"]["id"]
         .as_str()
         .unwrap()
@@ -676,10 +675,7 @@ async fn an_api_key_cannot_breed_keys_or_act_on_its_owners_account() {
         json!(["projects:read", "apikeys:create", "tasks:read"]),
     )
     .await;
-    let key = made["data"]["createApiKey"]["secret"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{made}"))
-        .to_owned();
+    let key = secret_of(&made);
     let child = create_key(&app, &key, json!(["projects:read"])).await;
     assert_eq!(code(&child), "FORBIDDEN", "{child}");
     let me = app.gql().token(&key).send("{ me { id } }", json!({})).await;

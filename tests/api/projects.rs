@@ -14,12 +14,21 @@ async fn create_task(app: &TestApp, token: &str, input: Value) -> Value {
         .await
 }
 
+/// The signed-in user's id.
+async fn my_id(app: &TestApp, token: &str) -> String {
+    let me = app
+        .gql()
+        .token(token)
+        .send("{ me { id } }", json!({}))
+        .await;
+    me["data"]["me"]["id"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn project_and_task_crud() {
     let app = TestApp::spawn().await;
     let t = app.tenant_with_owner("acme", "professional").await;
-    let me = app.gql().token(&t).send("{ me { id } }", json!({})).await;
-    let me_id = me["data"]["me"]["id"].as_str().unwrap().to_owned();
+    let me_id = my_id(&app, &t).await;
     let p = app.create_project(&t, "Launch").await;
     let made = create_task(
         &app,
@@ -188,8 +197,7 @@ async fn pagination_walks_every_row_once() {
 async fn task_filters() {
     let app = TestApp::spawn().await;
     let t = app.tenant_with_owner("acme", "professional").await;
-    let me = app.gql().token(&t).send("{ me { id } }", json!({})).await;
-    let me_id = me["data"]["me"]["id"].as_str().unwrap().to_owned();
+    let me_id = my_id(&app, &t).await;
     let p1 = app.create_project(&t, "one").await;
     let p2 = app.create_project(&t, "two").await;
     create_task(
@@ -249,8 +257,7 @@ const DASHBOARD: &str = "{ projects(first: 10) { totalCount edges { node { name 
 async fn nested_lists_are_batched_not_a_query_per_row() {
     let app = TestApp::spawn().await;
     let t = app.tenant_with_owner("acme", "professional").await;
-    let me = app.gql().token(&t).send("{ me { id } }", json!({})).await;
-    let me_id = me["data"]["me"]["id"].as_str().unwrap().to_owned();
+    let me_id = my_id(&app, &t).await;
     let statements_for_dashboard = || async {
         let before = app.app.query_stats.statements();
         let body = app.gql().token(&t).send(DASHBOARD, json!({})).await;
@@ -334,8 +341,7 @@ async fn plan_project_limit_holds_under_concurrency() {
 async fn a_mutation_reads_its_own_changes_to_an_assignee() {
     let app = TestApp::spawn().await;
     let t = app.tenant_with_owner("acme", "professional").await;
-    let me = app.gql().token(&t).send("{ me { id } }", json!({})).await;
-    let me_id = me["data"]["me"]["id"].as_str().unwrap().to_owned();
+    let me_id = my_id(&app, &t).await;
     let p = app.create_project(&t, "Launch").await;
     let made = create_task(
         &app,

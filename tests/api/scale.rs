@@ -14,6 +14,9 @@ use crate::common::{TestApp, code, count};
 const DASHBOARD: &str = "{ projects(first: 10) { totalCount edges { node { name \
     tasks(first: 20) { edges { node { title assignee { displayName } } } } } } } }";
 
+/// How many warm-pool schemas exist.
+const POOL_SCHEMAS: &str = "SELECT count(*) AS n FROM pg_namespace WHERE nspname LIKE 'pool\\_%'";
+
 /// Whether the pool's (only) connection is clean: no tenant path, its own
 /// role, no transaction open.
 async fn pool_connection_is_clean(app: &TestApp) -> bool {
@@ -148,11 +151,7 @@ async fn create_tenant_takes_a_schema_from_the_warm_pool() {
     assert_eq!(schema_pool::ready(&app.app.pool, version).await.unwrap(), 0);
     let mut db = app.db().await;
     assert_eq!(
-        count(
-            &mut db,
-            "SELECT count(*) AS n FROM pg_namespace WHERE nspname LIKE 'pool\\_%'"
-        )
-        .await,
+        count(&mut db, POOL_SCHEMAS).await,
         0,
         "both pool schemas were renamed"
     );
@@ -251,11 +250,7 @@ async fn fill_replaces_entries_made_at_another_template_version() {
         1
     );
     assert_eq!(
-        count(
-            &mut db,
-            "SELECT count(*) AS n FROM pg_namespace WHERE nspname LIKE 'pool\\_%'"
-        )
-        .await,
+        count(&mut db, POOL_SCHEMAS).await,
         1,
         "the stale schemas are gone"
     );
@@ -299,14 +294,7 @@ async fn fill_keeps_the_entries_of_a_newer_template_for_the_servers_running_it()
             .unwrap(),
         2
     );
-    assert_eq!(
-        count(
-            &mut db,
-            "SELECT count(*) AS n FROM pg_namespace WHERE nspname LIKE 'pool\\_%'"
-        )
-        .await,
-        3
-    );
+    assert_eq!(count(&mut db, POOL_SCHEMAS).await, 3);
 }
 
 static FAILING_TEMPLATE: &[strata::tenancy::template::TemplateStep] =
@@ -329,14 +317,7 @@ async fn a_pool_entry_that_fails_leaves_nothing_behind_and_its_connection_clean(
         count(&mut db, "SELECT count(*) AS n FROM management.schema_pool").await,
         0
     );
-    assert_eq!(
-        count(
-            &mut db,
-            "SELECT count(*) AS n FROM pg_namespace WHERE nspname LIKE 'pool\\_%'"
-        )
-        .await,
-        0
-    );
+    assert_eq!(count(&mut db, POOL_SCHEMAS).await, 0);
     // The pool's one connection goes on serving.
     let owner = app.tenant_with_owner("after", "free").await;
     app.create_project(&owner, "fine").await;
