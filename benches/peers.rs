@@ -347,6 +347,13 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
     }
     let p1_http = Timings::of(http_ms);
     if args.hold {
+        if args.big > tenants.len() {
+            let password_hash = strata::auth::hash_password("bench-password".into()).await?;
+            eprintln!("provisioning up to {} tenants", args.big);
+            let more = provision_bulk(&pool, tenants.len(), args.big, &password_hash).await?;
+            tenants.extend(more);
+            settle(&pool).await?;
+        }
         let lua = dir.join("strata-r1.lua");
         std::fs::write(&lua, strata_lua(&tenants, false))?;
         eprintln!(
@@ -442,20 +449,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
         // Settle what provisioning churned (the catalogs' dead rows and
         // statistics, dirty buffers) so autovacuum and the checkpointer do
         // not run during one of the runs below and not the other.
-        eprintln!("settling the catalogs");
-        {
-            let mut conn = pool.get().await?;
-            conn.batch_execute(
-                "VACUUM ANALYZE pg_catalog.pg_class, pg_catalog.pg_attribute, \
-                 pg_catalog.pg_type, pg_catalog.pg_index, pg_catalog.pg_constraint, \
-                 pg_catalog.pg_depend, pg_catalog.pg_namespace, pg_catalog.pg_attrdef, \
-                 pg_catalog.pg_default_acl, pg_catalog.pg_authid, pg_catalog.pg_auth_members, \
-                 management.tenants",
-            )
-            .await?;
-            // Apart: VACUUM refuses to run in a multi-statement string.
-            conn.batch_execute("CHECKPOINT").await?;
-        }
+        settle(&pool).await?;
         std::fs::write(&lua, strata_lua(&all, false))?;
         eprintln!("R1 on Strata over {} tenants", all.len());
         let (run, mem) = sampled(&pool, || wrk(&base, &lua, args, "/graphql", placement)).await?;
@@ -1026,6 +1020,25 @@ async fn provision_bulk(
         }
     }
     Ok(out)
+}
+
+/// Settles what provisioning churned (the catalogs' dead rows and
+/// statistics, dirty buffers) so autovacuum and the checkpointer do not run
+/// during one of the runs that follow and not another.
+async fn settle(pool: &Pool) -> anyhow::Result<()> {
+    eprintln!("settling the catalogs");
+    let mut conn = pool.get().await?;
+    conn.batch_execute(
+        "VACUUM ANALYZE pg_catalog.pg_class, pg_catalog.pg_attribute, \
+         pg_catalog.pg_type, pg_catalog.pg_index, pg_catalog.pg_constraint, \
+         pg_catalog.pg_depend, pg_catalog.pg_namespace, pg_catalog.pg_attrdef, \
+         pg_catalog.pg_default_acl, pg_catalog.pg_authid, pg_catalog.pg_auth_members, \
+         management.tenants",
+    )
+    .await?;
+    // Apart: VACUUM refuses to run in a multi-statement string.
+    conn.batch_execute("CHECKPOINT").await?;
+    Ok(())
 }
 
 /// The SQL a provisioning transaction runs, sent directly on one

@@ -21,8 +21,9 @@ pub struct App {
     pub secrets: Secrets,
     /// Signs and checks tenant users' tokens.
     pub keys: TokenKeys,
-    /// Short-lived cache of tenant lookups.
-    pub tenants: TenantCache,
+    /// Cache of tenant lookups, kept current by the change feed
+    /// ([`crate::tenancy::changes`]) when one runs.
+    pub tenants: Arc<TenantCache>,
     /// Migrations every tenant schema gets; tests swap in broken ones.
     pub template: &'static [TemplateStep],
     /// The GraphQL schema (built once).
@@ -64,7 +65,7 @@ impl App {
             query_stats,
             config,
             secrets,
-            tenants: TenantCache::default(),
+            tenants: Arc::default(),
             template,
             schema: crate::graphql::schema(),
             latest_migration: crate::db::latest_migration_version()?,

@@ -2,6 +2,7 @@
 //! tenant a request is for, connections bound to one tenant, provisioning,
 //! and the template every tenant schema is built from.
 
+pub mod changes;
 pub mod conn;
 pub mod db_role;
 pub mod doctor;

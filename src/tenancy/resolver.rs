@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
@@ -17,8 +18,9 @@ use crate::error::{AppError, AppResult};
 use crate::tenancy::TenantSlug;
 use crate::tenancy::tenants::{self, Tenant, status};
 
-/// How long a tenant lookup may be served from memory. A status change
-/// (suspension, say) is seen by every server within this time.
+/// How long a tenant lookup may be served from memory when nothing says
+/// it is still current. A status change (suspension, say) is seen by every
+/// server within this time.
 pub const CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// Most lookups (hits and misses) each cache keeps.
@@ -84,71 +86,161 @@ fn is_local(host: &str) -> bool {
     host == "localhost" || host.ends_with(".localhost") || host.parse::<std::net::IpAddr>().is_ok()
 }
 
-/// A short-lived cache of tenant lookups, misses included.
-#[derive(Debug, Default)]
+/// A cache of tenant lookups, misses included.
+///
+/// An entry is served for [`CACHE_TTL`] on its own word. Past that, it is
+/// served only while the change feed vouches for it (see
+/// [`crate::tenancy::changes`]): every committed change to a tenant or a
+/// domain is announced, and evicts what it names; and the feed's last
+/// confirmed round trip, sent less than [`CACHE_TTL`] ago, proves that
+/// every change committed before it has been heard. So a change is still
+/// seen within [`CACHE_TTL`], while a server over 10,000 tenants no longer
+/// reads each tenant's row again on almost every request.
+#[derive(Debug)]
 pub struct TenantCache {
-    by_slug: Mutex<HashMap<String, (Instant, Option<Tenant>)>>,
-    by_domain: Mutex<HashMap<String, (Instant, Option<Tenant>)>>,
+    by_slug: Mutex<HashMap<String, Entry>>,
+    by_domain: Mutex<HashMap<String, Entry>>,
+    /// Bumped by every change heard and every restart of the feed: a
+    /// lookup that spans one may have read the row before the change, so
+    /// its entry gets only [`CACHE_TTL`].
+    generation: AtomicU64,
+    /// Until when entries the feed vouches for may be served (nanoseconds
+    /// after `epoch`; 0: the feed vouches for nothing).
+    vouched_until: AtomicU64,
+    epoch: Instant,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    at: Instant,
+    /// No change was heard while the row was being read.
+    vouchable: bool,
+    tenant: Option<Tenant>,
+}
+
+impl Default for TenantCache {
+    fn default() -> Self {
+        Self {
+            by_slug: Mutex::default(),
+            by_domain: Mutex::default(),
+            generation: AtomicU64::new(0),
+            vouched_until: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 impl TenantCache {
     /// The tenant with `slug`, if any.
     pub async fn by_slug(&self, pool: &Pool, slug: &str) -> AppResult<Option<Tenant>> {
-        if let Some(hit) = cached(&self.by_slug, slug) {
+        if let Some(hit) = self.cached(&self.by_slug, slug) {
             return Ok(hit);
         }
+        let generation = self.generation.load(Ordering::Acquire);
         let mut conn = pool.get().await?;
         let found = tenants::find_by_slug(&mut conn, slug).await?;
-        store(&self.by_slug, slug, found.clone());
+        self.store(&self.by_slug, slug, found.clone(), generation);
         Ok(found)
     }
 
     /// The tenant a custom domain belongs to, if any.
     pub async fn by_domain(&self, pool: &Pool, domain: &str) -> AppResult<Option<Tenant>> {
-        if let Some(hit) = cached(&self.by_domain, domain) {
+        if let Some(hit) = self.cached(&self.by_domain, domain) {
             return Ok(hit);
         }
+        let generation = self.generation.load(Ordering::Acquire);
         let mut conn = pool.get().await?;
         let found = tenants::find_by_domain(&mut conn, domain).await?;
-        store(&self.by_domain, domain, found.clone());
+        self.store(&self.by_domain, domain, found.clone(), generation);
         Ok(found)
     }
 
     /// Forgets everything (after this process changes a tenant).
     pub fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         lock(&self.by_slug).clear();
         lock(&self.by_domain).clear();
+    }
+
+    /// A change was heard: `t:<slug>` for a tenant, `d:<domain>` for a
+    /// custom domain; anything else forgets everything.
+    pub fn changed(&self, what: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        // A domain entry holds its tenant's row too, so any change to a
+        // tenant may make one stale; domains are few.
+        lock(&self.by_domain).clear();
+        match what.strip_prefix("t:") {
+            Some(slug) => {
+                lock(&self.by_slug).remove(slug);
+            }
+            None if what.starts_with("d:") => {}
+            None => lock(&self.by_slug).clear(),
+        }
+    }
+
+    /// The feed has heard every change committed before `sent`: entries it
+    /// vouches for may be served until `sent` + [`CACHE_TTL`].
+    pub fn vouch(&self, sent: Instant) {
+        let until = self.nanos(sent + CACHE_TTL).max(1);
+        self.vouched_until.fetch_max(until, Ordering::AcqRel);
+    }
+
+    /// The feed is (re)starting: what it vouched for so far may have missed
+    /// changes, so everything is forgotten and nothing is vouched for until
+    /// its next round trip.
+    pub fn feed_restarted(&self) {
+        self.vouched_until.store(0, Ordering::Release);
+        self.clear();
+    }
+
+    /// Whether the feed vouches for entries right now.
+    pub fn vouched(&self) -> bool {
+        self.nanos(Instant::now()) < self.vouched_until.load(Ordering::Acquire)
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn cached(&self, map: &Mutex<HashMap<String, Entry>>, key: &str) -> Option<Option<Tenant>> {
+        let map = lock(map);
+        let entry = map.get(key)?;
+        let fresh = entry.at.elapsed() < CACHE_TTL || (entry.vouchable && self.vouched());
+        fresh.then(|| entry.tenant.clone())
+    }
+
+    fn store(
+        &self,
+        map: &Mutex<HashMap<String, Entry>>,
+        key: &str,
+        tenant: Option<Tenant>,
+        generation: u64,
+    ) {
+        let mut map = lock(map);
+        // Checked under the map's lock: a change heard after this point
+        // evicts the entry stored here.
+        let vouchable = self.generation.load(Ordering::Acquire) == generation;
+        if map.len() >= MAX_CACHED {
+            let vouched = self.vouched();
+            map.retain(|_, e| e.at.elapsed() < CACHE_TTL || (e.vouchable && vouched));
+            if map.len() >= MAX_CACHED {
+                map.clear();
+            }
+        }
+        map.insert(
+            key.to_owned(),
+            Entry {
+                at: Instant::now(),
+                vouchable,
+                tenant,
+            },
+        );
     }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding this lock cannot leave the map inconsistent.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn cached(
-    map: &Mutex<HashMap<String, (Instant, Option<Tenant>)>>,
-    key: &str,
-) -> Option<Option<Tenant>> {
-    let map = lock(map);
-    map.get(key)
-        .filter(|(at, _)| at.elapsed() < CACHE_TTL)
-        .map(|(_, t)| t.clone())
-}
-
-fn store(
-    map: &Mutex<HashMap<String, (Instant, Option<Tenant>)>>,
-    key: &str,
-    value: Option<Tenant>,
-) {
-    let mut map = lock(map);
-    if map.len() >= MAX_CACHED {
-        map.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
-        if map.len() >= MAX_CACHED {
-            map.clear();
-        }
-    }
-    map.insert(key.to_owned(), (Instant::now(), value));
 }
 
 /// Resolves the request's tenant, checking every source against the others.
@@ -266,6 +358,78 @@ mod tests {
             assert_eq!(s.custom_domain, None, "{host}");
             assert_eq!(s.subdomain, None, "{host}");
         }
+    }
+
+    fn cache_with(slug: &str) -> TenantCache {
+        let cache = TenantCache::default();
+        let generation = cache.generation.load(Ordering::Acquire);
+        cache.store(&cache.by_slug, slug, None, generation);
+        cache
+    }
+
+    /// Makes the cached entry for `slug` older than [`CACHE_TTL`].
+    fn age(cache: &TenantCache, slug: &str) {
+        let mut map = lock(&cache.by_slug);
+        let entry = map.get_mut(slug).unwrap();
+        entry.at = Instant::now().checked_sub(CACHE_TTL * 2).unwrap();
+    }
+
+    #[test]
+    fn an_old_entry_is_served_only_while_the_feed_vouches_for_it() {
+        let cache = cache_with("acme");
+        assert!(cache.cached(&cache.by_slug, "acme").is_some(), "fresh");
+        age(&cache, "acme");
+        assert!(
+            cache.cached(&cache.by_slug, "acme").is_none(),
+            "no feed: re-read"
+        );
+        cache.vouch(Instant::now());
+        assert!(cache.cached(&cache.by_slug, "acme").is_some(), "vouched");
+        // The last ping heard was sent longer than CACHE_TTL ago: a change
+        // since then may not have been heard.
+        cache.feed_restarted();
+        let cache = cache_with("acme");
+        age(&cache, "acme");
+        cache.vouch(Instant::now().checked_sub(CACHE_TTL).unwrap());
+        assert!(!cache.vouched());
+        assert!(cache.cached(&cache.by_slug, "acme").is_none());
+    }
+
+    #[test]
+    fn a_change_heard_during_a_lookup_leaves_its_entry_to_the_ttl() {
+        let cache = TenantCache::default();
+        cache.vouch(Instant::now());
+        let generation = cache.generation.load(Ordering::Acquire);
+        // The row was read, then a change was heard before the entry was stored.
+        cache.changed("t:acme");
+        cache.store(&cache.by_slug, "acme", None, generation);
+        assert!(cache.cached(&cache.by_slug, "acme").is_some(), "fresh");
+        age(&cache, "acme");
+        assert!(cache.cached(&cache.by_slug, "acme").is_none());
+    }
+
+    #[test]
+    fn a_change_evicts_what_it_names() {
+        let cache = cache_with("acme");
+        let generation = cache.generation.load(Ordering::Acquire);
+        cache.store(&cache.by_slug, "globex", None, generation);
+        cache.store(&cache.by_domain, "app.acme.org", None, generation);
+        cache.changed("t:acme");
+        assert!(cache.cached(&cache.by_slug, "acme").is_none());
+        assert!(cache.cached(&cache.by_slug, "globex").is_some());
+        // A domain entry holds a tenant's row: any tenant change drops it.
+        assert!(cache.cached(&cache.by_domain, "app.acme.org").is_none());
+        cache.changed("something else");
+        assert!(cache.cached(&cache.by_slug, "globex").is_none());
+    }
+
+    #[test]
+    fn a_restarted_feed_forgets_everything_and_vouches_for_nothing() {
+        let cache = cache_with("acme");
+        cache.vouch(Instant::now());
+        cache.feed_restarted();
+        assert!(!cache.vouched());
+        assert!(cache.cached(&cache.by_slug, "acme").is_none());
     }
 
     #[test]

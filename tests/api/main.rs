@@ -15,4 +15,5 @@ mod provisioning;
 mod scale;
 mod sessions;
 mod sign_in;
+mod tenant_cache;
 mod transfer;

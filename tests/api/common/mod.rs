@@ -220,6 +220,10 @@ impl TestAppBuilder {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = strata::build_router(app.clone());
+        tokio::spawn(strata::tenancy::changes::follow(
+            url.clone(),
+            app.tenants.clone(),
+        ));
         tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
         });
