@@ -325,6 +325,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
         strata::db::PoolOptions {
             max_size: 4,
             tenants_per_connection: 200,
+            lanes: 0,
         },
     );
     let mut report = String::new();

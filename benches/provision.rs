@@ -52,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
         tenant_retention_days: 30,
         schema_pool: 0,
         tenants_per_connection: 0,
+        pool_lanes: 0,
     };
     let secrets = Secrets::load(&config)?;
     let app = App::new(config, secrets, strata::db::build_pool(&url, 8))?;

@@ -74,6 +74,12 @@ pub struct Config {
     /// catalog caches on databases with many tenants (0: no limit).
     #[arg(long, env = "STRATA_TENANTS_PER_CONNECTION", default_value_t = 500)]
     pub tenants_per_connection: usize,
+
+    /// Tenant lanes: connections, beside the pool, each serving only the
+    /// tenants hashed to it, so PostgreSQL's caches stay warm for them over
+    /// thousands of tenants (0: none; every tenant transaction uses the pool).
+    #[arg(long, env = "STRATA_POOL_LANES", default_value_t = 16)]
+    pub pool_lanes: usize,
 }
 
 impl Config {

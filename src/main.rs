@@ -273,6 +273,7 @@ async fn app_for(config: &Config, url: &str) -> anyhow::Result<Arc<App>> {
         db::PoolOptions {
             max_size: config.pool_size,
             tenants_per_connection: config.tenants_per_connection,
+            lanes: config.pool_lanes,
         },
     );
     App::new(config.clone(), secrets, pool)

@@ -24,11 +24,81 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 /// The management schema's migrations, embedded at build time.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
-/// The connection pool every request draws from.
-pub type Pool = bb8::Pool<Manager>;
+/// The connections every request draws from: a general pool, and lanes
+/// that work in a tenant's schema prefers.
+///
+/// PostgreSQL caches each relation's catalog entries, file handles and
+/// plans per connection, and a connection meeting a tenant for the first
+/// time pays for opening every relation it reads. Over thousands of tenants
+/// a pool handing out any connection almost always hands out one that has
+/// never seen the request's tenant. So each tenant has a lane (by a hash
+/// of its slug), one connection that only ever serves the tenants
+/// of that lane and stays warm for them. When the lane's connection is
+/// busy, the work spills to the general pool rather than queue behind it.
+#[derive(Clone)]
+pub struct Pool {
+    general: bb8::Pool<Manager>,
+    lanes: Arc<[bb8::Pool<Manager>]>,
+    stats: Arc<QueryStats>,
+}
 
 /// A connection checked out of [`Pool`].
 pub type PooledConn<'a> = bb8::PooledConnection<'a, Manager>;
+
+/// Why no connection could be had.
+pub type PoolRunError = bb8::RunError<PoolError>;
+
+impl Pool {
+    /// A connection from the general pool.
+    pub async fn get(&self) -> Result<PooledConn<'_>, PoolRunError> {
+        self.general.get().await
+    }
+
+    /// [`Pool::get`], not borrowing the pool.
+    pub async fn get_owned(&self) -> Result<PooledConn<'static>, PoolRunError> {
+        self.general.get_owned().await
+    }
+
+    /// A connection for work in `tenant`'s schema: its lane's when free, else one
+    /// from the general pool.
+    pub async fn get_for(&self, tenant: &str) -> Result<PooledConn<'_>, PoolRunError> {
+        match self.free_lane(tenant) {
+            Some(lane) => lane.get().await,
+            None => self.general.get().await,
+        }
+    }
+
+    /// [`Pool::get_for`], not borrowing the pool.
+    pub async fn get_owned_for(&self, tenant: &str) -> Result<PooledConn<'static>, PoolRunError> {
+        match self.free_lane(tenant) {
+            Some(lane) => lane.get_owned().await,
+            None => self.general.get_owned().await,
+        }
+    }
+
+    /// The lane serving `tenant`, if there are lanes and its connection is
+    /// idle or not yet opened. (Another request may take it first; this one
+    /// then waits for it, which is rare.)
+    fn free_lane(&self, tenant: &str) -> Option<&bb8::Pool<Manager>> {
+        if self.lanes.is_empty() {
+            return None;
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        tenant.hash(&mut hasher);
+        let lanes = self.lanes.len() as u64;
+        let lane = &self.lanes[usize::try_from(hasher.finish() % lanes).unwrap_or(0)];
+        let state = lane.state();
+        if state.idle_connections > 0 || state.connections < LANE_SIZE {
+            Some(lane)
+        } else {
+            self.stats.spills.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+/// Connections in each lane.
+const LANE_SIZE: u32 = 1;
 
 /// Counts of what the pool's connections sent, for tests and benchmarks,
 /// and the connections due to be recycled.
@@ -36,6 +106,7 @@ pub type PooledConn<'a> = bb8::PooledConnection<'a, Manager>;
 pub struct QueryStats {
     statements: AtomicU64,
     recycled: AtomicU64,
+    spills: AtomicU64,
     /// Connections that have been bound to as many tenants as allowed, by
     /// the address of their [`ConnWatch`] (stable for a connection's life).
     retiring: Mutex<HashSet<usize>>,
@@ -50,6 +121,12 @@ impl QueryStats {
     /// Connections closed so far for having served too many tenants.
     pub fn recycled(&self) -> u64 {
         AtomicU64::load(&self.recycled, Ordering::Relaxed)
+    }
+
+    /// Tenant transactions that found their lane busy and took a
+    /// connection from the general pool instead.
+    pub fn spills(&self) -> u64 {
+        AtomicU64::load(&self.spills, Ordering::Relaxed)
     }
 
     fn retiring(&self) -> std::sync::MutexGuard<'_, HashSet<usize>> {
@@ -185,6 +262,8 @@ pub struct PoolOptions {
     /// Distinct tenants a connection may be bound to before it is closed
     /// and replaced (0: no limit).
     pub tenants_per_connection: usize,
+    /// Lanes of one connection each, beside the general pool (0: none).
+    pub lanes: usize,
 }
 
 /// Builds the pool and the counters its connections report to, with no
@@ -197,6 +276,7 @@ pub fn build_pool(database_url: &str, max_size: u32) -> (Pool, Arc<QueryStats>) 
         PoolOptions {
             max_size,
             tenants_per_connection: 0,
+            lanes: 0,
         },
     )
 }
@@ -204,6 +284,24 @@ pub fn build_pool(database_url: &str, max_size: u32) -> (Pool, Arc<QueryStats>) 
 /// [`build_pool`] with every option.
 pub fn build_pool_with(database_url: &str, options: PoolOptions) -> (Pool, Arc<QueryStats>) {
     let stats = Arc::new(QueryStats::default());
+    let general = build_one(database_url, options, options.max_size.max(1), &stats);
+    let lanes = (0..options.lanes)
+        .map(|_| build_one(database_url, options, LANE_SIZE, &stats))
+        .collect();
+    let pool = Pool {
+        general,
+        lanes,
+        stats: stats.clone(),
+    };
+    (pool, stats)
+}
+
+fn build_one(
+    database_url: &str,
+    options: PoolOptions,
+    max_size: u32,
+    stats: &Arc<QueryStats>,
+) -> bb8::Pool<Manager> {
     let hook_stats = stats.clone();
     let limit = options.tenants_per_connection;
     let mut config = ManagerConfig::default();
@@ -219,15 +317,14 @@ pub fn build_pool_with(database_url: &str, options: PoolOptions) -> (Pool, Arc<Q
         ),
         stats: stats.clone(),
     };
-    let pool = bb8::Pool::builder()
-        .max_size(options.max_size.max(1))
+    bb8::Pool::builder()
+        .max_size(max_size)
         .min_idle(Some(0))
         .connection_timeout(Duration::from_secs(10))
         .idle_timeout(Some(Duration::from_secs(300)))
         // Recycled by age too, whatever the number of tenants.
         .max_lifetime(Some(Duration::from_secs(600)))
-        .build_unchecked(manager);
-    (pool, stats)
+        .build_unchecked(manager)
 }
 
 /// The connect hook: every pooled connection is opened here, and nowhere else.

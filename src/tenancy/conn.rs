@@ -54,9 +54,10 @@ pub struct TenantTx<'p> {
 }
 
 impl<'p> TenantTx<'p> {
-    /// Checks a connection out of `pool` and binds it to a tenant for one transaction.
+    /// Checks a connection out of `pool` (the tenant's lane when free) and
+    /// binds it to a tenant for one transaction.
     pub async fn begin(pool: &'p Pool, bind: &TenantBinding) -> AppResult<Self> {
-        let mut conn = pool.get().await?;
+        let mut conn = pool.get_for(bind.slug.as_str()).await?;
         begin_bound(&mut conn, bind).await?;
         Ok(Self { conn })
     }
@@ -66,7 +67,7 @@ impl TenantTx<'static> {
     /// Like [`TenantTx::begin`], for a transaction that outlives the borrow
     /// of the pool (a request's shared transaction).
     pub async fn begin_owned(pool: &Pool, bind: &TenantBinding) -> AppResult<Self> {
-        let mut conn = pool.get_owned().await?;
+        let mut conn = pool.get_owned_for(bind.slug.as_str()).await?;
         begin_bound(&mut conn, bind).await?;
         Ok(Self { conn })
     }

@@ -1,5 +1,6 @@
 //! What keeps Strata fast at scale keeps tenants apart: a query's shared
-//! transaction, the warm schema pool, connections recycled by tenant count.
+//! transaction, the warm schema pool, connections recycled by tenant count,
+//! tenant lanes.
 
 use std::time::Duration;
 
@@ -20,7 +21,17 @@ const POOL_SCHEMAS: &str = "SELECT count(*) AS n FROM pg_namespace WHERE nspname
 /// Whether the pool's (only) connection is clean: no tenant path, its own
 /// role, no transaction open.
 async fn pool_connection_is_clean(app: &TestApp) -> bool {
-    let mut conn = app.app.pool.get().await.unwrap();
+    let conn = app.app.pool.get().await.unwrap();
+    is_clean(conn).await
+}
+
+/// The same for the connection of `slug`'s lane (the only lane).
+async fn lane_connection_is_clean(app: &TestApp, slug: &str) -> bool {
+    let conn = app.app.pool.get_for(slug).await.unwrap();
+    is_clean(conn).await
+}
+
+async fn is_clean(mut conn: strata::db::PooledConn<'_>) -> bool {
     let clean = count(
         &mut conn,
         "SELECT count(*) AS n WHERE current_setting('search_path') NOT LIKE '%tenant_%' \
@@ -72,6 +83,92 @@ async fn a_query_runs_on_one_connection_and_sees_only_its_tenant() {
     let beta_tasks = &bodies[1]["data"]["projects"]["edges"][0]["node"]["tasks"]["edges"];
     assert_eq!(beta_tasks.as_array().unwrap().len(), 0, "{}", bodies[1]);
     assert!(pool_connection_is_clean(&app).await);
+}
+
+#[tokio::test]
+async fn one_lane_serving_two_tenants_keeps_them_apart() {
+    // One lane and a pool of one: alpha's and beta's reads share the lane's
+    // connection, spilling to the pool's when it is busy.
+    let app = TestApp::builder().pool_size(1).lanes(1).spawn().await;
+    let a = app.tenant_with_owner("alpha", "enterprise").await;
+    let b = app.tenant_with_owner("beta", "enterprise").await;
+    app.create_project(&a, "alpha-1").await;
+    app.create_project(&b, "beta-1").await;
+    let runs = (0..8).map(|i| {
+        let (token, name) = if i % 2 == 0 {
+            (&a, "alpha-1")
+        } else {
+            (&b, "beta-1")
+        };
+        let app = &app;
+        async move {
+            let body = app.gql().token(token).send(DASHBOARD, json!({})).await;
+            assert!(body["errors"].is_null(), "{body}");
+            let projects = body["data"]["projects"]["edges"].as_array().unwrap();
+            assert_eq!(projects.len(), 1, "{body}");
+            assert_eq!(projects[0]["node"]["name"], name, "{body}");
+        }
+    });
+    futures::future::join_all(runs).await;
+    assert!(lane_connection_is_clean(&app, "alpha").await);
+    assert!(pool_connection_is_clean(&app).await);
+}
+
+#[tokio::test]
+async fn a_busy_lane_spills_to_the_pool() {
+    let app = TestApp::builder().pool_size(1).lanes(1).spawn().await;
+    let a = app.tenant_with_owner("alpha", "enterprise").await;
+    app.create_project(&a, "alpha-1").await;
+    let spills = app.app.query_stats.spills();
+    // Its lane's connection is taken: the request is served from the pool
+    // instead of waiting for it.
+    let held = app.app.pool.get_for("alpha").await.unwrap();
+    let body = tokio::time::timeout(
+        Duration::from_secs(5),
+        app.gql().token(&a).send(DASHBOARD, json!({})),
+    )
+    .await
+    .expect("served without waiting for the lane");
+    assert!(body["errors"].is_null(), "{body}");
+    assert!(app.app.query_stats.spills() > spills);
+    drop(held);
+    // Free again: served on the lane, no spill.
+    let spills = app.app.query_stats.spills();
+    let body = app.gql().token(&a).send(DASHBOARD, json!({})).await;
+    assert!(body["errors"].is_null(), "{body}");
+    assert_eq!(app.app.query_stats.spills(), spills);
+}
+
+#[tokio::test]
+async fn a_cancelled_query_on_a_lane_leaves_no_transaction_open() {
+    let app = TestApp::builder().pool_size(1).lanes(1).spawn().await;
+    let a = app.tenant_with_owner("alpha", "enterprise").await;
+    let b = app.tenant_with_owner("beta", "enterprise").await;
+    app.create_project(&a, "alpha-1").await;
+    app.create_project(&b, "beta-1").await;
+    let mut locker = app.db().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE tenant_alpha.tasks IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let request = app.gql().token(&a).send(DASHBOARD, json!({}));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), request)
+            .await
+            .is_err(),
+        "the query should still be waiting on the lock"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    locker.batch_execute("COMMIT").await.unwrap();
+    // The lane's abandoned transaction was discarded with its connection:
+    // beta, on the same lane, is served clean.
+    let beta = app.gql().token(&b).send(DASHBOARD, json!({})).await;
+    assert!(beta["errors"].is_null(), "{beta}");
+    assert_eq!(
+        beta["data"]["projects"]["edges"][0]["node"]["name"],
+        "beta-1"
+    );
+    assert!(lane_connection_is_clean(&app, "beta").await);
 }
 
 #[tokio::test]
@@ -334,6 +431,7 @@ async fn connections_are_recycled_after_serving_their_share_of_tenants() {
         strata::db::PoolOptions {
             max_size: 1,
             tenants_per_connection: 2,
+            lanes: 0,
         },
     );
     let pid = || async {

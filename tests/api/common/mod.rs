@@ -154,6 +154,7 @@ fn unique_db_name() -> String {
 /// Builds a [`TestApp`].
 pub struct TestAppBuilder {
     pool_size: u32,
+    lanes: usize,
     template: &'static [TemplateStep],
     login_lock_after: u32,
 }
@@ -162,6 +163,13 @@ impl TestAppBuilder {
     /// Most connections the server's pool holds.
     pub fn pool_size(mut self, n: u32) -> Self {
         self.pool_size = n;
+        self
+    }
+
+    /// Tenant lanes beside the pool (none by default: every tenant
+    /// transaction then uses the pool, which tests of a pool of one rely on).
+    pub fn lanes(mut self, n: usize) -> Self {
+        self.lanes = n;
         self
     }
 
@@ -207,13 +215,21 @@ impl TestAppBuilder {
             tenant_retention_days: 30,
             schema_pool: 0,
             tenants_per_connection: 0,
+            pool_lanes: self.lanes,
         };
         let secrets = Secrets::load(&config).unwrap();
         let admin_token = secrets.admin_token.clone();
         let app = App::with_template(
             config,
             secrets,
-            strata::db::build_pool(&url, self.pool_size),
+            strata::db::build_pool_with(
+                &url,
+                strata::db::PoolOptions {
+                    max_size: self.pool_size,
+                    tenants_per_connection: 0,
+                    lanes: self.lanes,
+                },
+            ),
             self.template,
         )
         .unwrap();
@@ -351,6 +367,7 @@ impl TestApp {
     pub fn builder() -> TestAppBuilder {
         TestAppBuilder {
             pool_size: 4,
+            lanes: 0,
             template: TEMPLATE,
             login_lock_after: 10,
         }
