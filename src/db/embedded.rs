@@ -123,7 +123,12 @@ impl EmbeddedPostgres {
             .arg(port.to_string())
             .arg("-k")
             .arg("")
-            .args(["-c", "listen_addresses=127.0.0.1"]);
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            // A connection serving hundreds of tenants reads thousands of
+            // relation files; past this many open files per backend,
+            // PostgreSQL closes and reopens them on every request. It
+            // uses fewer when the process's file limit is lower.
+            .args(["-c", "max_files_per_process=16384"]);
         if opts.ephemeral {
             cmd.args(["-c", "fsync=off"])
                 .args(["-c", "synchronous_commit=off"])

@@ -76,24 +76,31 @@ impl Pool {
         }
     }
 
-    /// The lane serving `tenant`, if there are lanes and its connection is
-    /// idle or not yet opened. (Another request may take it first; this one
-    /// then waits for it, which is rare.)
+    /// A free lane of the two serving `tenant`, if there are lanes and one
+    /// of them has its connection idle or not yet opened. (Another request
+    /// may take it first; this one then waits for it, which is rare.)
     fn free_lane(&self, tenant: &str) -> Option<&bb8::Pool<Manager>> {
         if self.lanes.is_empty() {
             return None;
         }
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         tenant.hash(&mut hasher);
-        let lanes = self.lanes.len() as u64;
-        let lane = &self.lanes[usize::try_from(hasher.finish() % lanes).unwrap_or(0)];
-        let state = lane.state();
-        if state.idle_connections > 0 || state.connections < LANE_SIZE {
-            Some(lane)
-        } else {
+        let hash = hasher.finish();
+        let count = self.lanes.len() as u64;
+        let first = hash % count;
+        // A second lane, so that a tenant whose first lane is busy still
+        // finds a connection that knows it: with two choices, both busy at
+        // once is rare.
+        let second = (first + 1 + (hash / count) % (count - 1).max(1)) % count;
+        let found = [first, second].into_iter().find_map(|i| {
+            let lane = &self.lanes[usize::try_from(i).unwrap_or(0)];
+            let state = lane.state();
+            (state.idle_connections > 0 || state.connections < LANE_SIZE).then_some(lane)
+        });
+        if found.is_none() {
             self.stats.spills.fetch_add(1, Ordering::Relaxed);
-            None
         }
+        found
     }
 }
 

@@ -240,6 +240,18 @@ impl TestAppBuilder {
             url.clone(),
             app.tenants.clone(),
         ));
+        // Serve once the change feed has connected: a test that ended while
+        // the feed was still signing in would leave PostgreSQL waiting for
+        // that sign-in (the test's runtime stops), and dropping the test
+        // database would wait with it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !app.tenants.vouched() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the tenant change feed never started"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
         });
