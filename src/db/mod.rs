@@ -31,10 +31,11 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 /// plans per connection, and a connection meeting a tenant for the first
 /// time pays for opening every relation it reads. Over thousands of tenants
 /// a pool handing out any connection almost always hands out one that has
-/// never seen the request's tenant. So each tenant has a lane (by a hash
-/// of its slug), one connection that only ever serves the tenants
-/// of that lane and stays warm for them. When the lane's connection is
-/// busy, the work spills to the general pool rather than queue behind it.
+/// never seen the request's tenant. So lanes of one connection each sit
+/// beside the general pool; a tenant has two of them (by a hash of its
+/// slug), so each lane serves a fixed share of the tenants and stays warm
+/// for them. When both of a tenant's lanes are busy, its work spills to
+/// the general pool rather than queue behind them.
 #[derive(Clone)]
 pub struct Pool {
     general: bb8::Pool<Manager>,

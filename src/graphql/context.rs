@@ -325,8 +325,9 @@ impl RequestCtx {
                     .await?))?
                 } else {
                     // A mutation: one statement on its own, outside any
-                    // transaction (the tables named with the tenant's schema).
-                    let mut conn = pool.get().await?;
+                    // transaction (the tables named with the tenant's schema),
+                    // on the tenant's lane, whose caches know those tables.
+                    let mut conn = pool.get_for(slug.as_str()).await?;
                     permissions::for_session(&mut conn, slug, user, sid).await?
                 };
                 if !found.enabled {

@@ -23,8 +23,9 @@ use crate::tenancy::tenants::{self, Tenant, status};
 /// server within this time.
 pub const CACHE_TTL: Duration = Duration::from_secs(1);
 
-/// Most lookups (hits and misses) each cache keeps.
-const MAX_CACHED: usize = 10_000;
+/// Most lookups (hits and misses) each cache keeps: a few MB, room for
+/// every tenant of a large database.
+const MAX_CACHED: usize = 50_000;
 
 /// What a request says about its tenant, before any lookup.
 #[derive(Debug, Clone, Default)]
@@ -223,8 +224,12 @@ impl TenantCache {
         if map.len() >= MAX_CACHED {
             let vouched = self.vouched();
             map.retain(|_, e| e.at.elapsed() < CACHE_TTL || (e.vouchable && vouched));
-            if map.len() >= MAX_CACHED {
-                map.clear();
+            // Still full of live entries: a tenth of them go (whichever
+            // come first), not all, so one burst does not empty the cache.
+            let excess = map.len().saturating_sub(MAX_CACHED * 9 / 10);
+            let gone: Vec<String> = map.keys().take(excess).cloned().collect();
+            for key in gone {
+                map.remove(&key);
             }
         }
         map.insert(
@@ -421,6 +426,18 @@ mod tests {
         assert!(cache.cached(&cache.by_domain, "app.acme.org").is_none());
         cache.changed("something else");
         assert!(cache.cached(&cache.by_slug, "globex").is_none());
+    }
+
+    #[test]
+    fn a_full_cache_drops_a_tenth_not_everything() {
+        let cache = TenantCache::default();
+        cache.vouch(Instant::now());
+        let generation = cache.generation.load(Ordering::Acquire);
+        for i in 0..=MAX_CACHED {
+            cache.store(&cache.by_slug, &format!("t{i}"), None, generation);
+        }
+        let kept = lock(&cache.by_slug).len();
+        assert_eq!(kept, MAX_CACHED * 9 / 10 + 1);
     }
 
     #[test]
