@@ -53,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
         schema_pool: 0,
         tenants_per_connection: 0,
         pool_lanes: 0,
+        change_feed: None,
     };
     let secrets = Secrets::load(&config)?;
     let app = App::new(config, secrets, strata::db::build_pool(&url, 8))?;

@@ -75,6 +75,14 @@ pub struct Config {
     #[arg(long, env = "STRATA_TENANTS_PER_CONNECTION", default_value_t = 500)]
     pub tenants_per_connection: usize,
 
+    /// Where the tenant change feed listens: unset, the database itself
+    /// (as DATABASE_URL reaches it); `off`, nowhere (a tenant is read again
+    /// every second); or a URL that reaches PostgreSQL directly or through a
+    /// session-mode pooler, needed when DATABASE_URL goes through a
+    /// transaction-mode pooler.
+    #[arg(long, env = "STRATA_CHANGE_FEED", hide_env_values = true)]
+    pub change_feed: Option<String>,
+
     /// Tenant lanes: connections, beside the pool, each serving only the
     /// tenants hashed to it, so PostgreSQL's caches stay warm for them over
     /// thousands of tenants (0: none; every tenant transaction uses the pool).

@@ -338,10 +338,15 @@ async fn serve_on(
             println!("    {slug:<8} {email} / {password}");
         }
     }
-    tokio::spawn(strata::tenancy::changes::follow(
-        url.to_owned(),
-        app.tenants.clone(),
-    ));
+    match config.change_feed.as_deref() {
+        Some("off") => {}
+        feed => {
+            tokio::spawn(strata::tenancy::changes::follow(
+                feed.unwrap_or(url).to_owned(),
+                app.tenants.clone(),
+            ));
+        }
+    }
     if config.schema_pool > 0 {
         tokio::spawn(strata::tenancy::schema_pool::keep_filled(
             app.pool.clone(),

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use async_graphql::futures_util::FutureExt as _;
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::{
@@ -60,48 +61,53 @@ impl Pool {
         self.general.get_owned().await
     }
 
-    /// A connection for work in `tenant`'s schema: its lane's when free, else one
-    /// from the general pool.
+    /// A connection for work in `tenant`'s schema: one of its two lanes'
+    /// when idle, else one from the general pool. It never waits for a
+    /// lane: a busy lane may be held by a request that waits on a lock.
     pub async fn get_for(&self, tenant: &str) -> Result<PooledConn<'_>, PoolRunError> {
-        match self.free_lane(tenant) {
-            Some(lane) => lane.get().await,
-            None => self.general.get().await,
+        for lane in self.lanes_of(tenant) {
+            // An idle connection is handed out at the first poll (checking
+            // it out costs no round trip); a lane with none opens one in
+            // the background, for next time.
+            if let Some(Ok(conn)) = lane.get().now_or_never() {
+                return Ok(conn);
+            }
         }
+        self.spilled();
+        self.general.get().await
     }
 
     /// [`Pool::get_for`], not borrowing the pool.
     pub async fn get_owned_for(&self, tenant: &str) -> Result<PooledConn<'static>, PoolRunError> {
-        match self.free_lane(tenant) {
-            Some(lane) => lane.get_owned().await,
-            None => self.general.get_owned().await,
+        for lane in self.lanes_of(tenant) {
+            if let Some(Ok(conn)) = lane.get_owned().now_or_never() {
+                return Ok(conn);
+            }
         }
+        self.spilled();
+        self.general.get_owned().await
     }
 
-    /// A free lane of the two serving `tenant`, if there are lanes and one
-    /// of them has its connection idle or not yet opened. (Another request
-    /// may take it first; this one then waits for it, which is rare.)
-    fn free_lane(&self, tenant: &str) -> Option<&bb8::Pool<Manager>> {
-        if self.lanes.is_empty() {
-            return None;
-        }
+    /// The two lanes serving `tenant` (none without lanes). The second
+    /// means a tenant whose first lane is busy still often finds a
+    /// connection that knows it.
+    fn lanes_of(&self, tenant: &str) -> impl Iterator<Item = &bb8::Pool<Manager>> {
+        let count = self.lanes.len() as u64;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         tenant.hash(&mut hasher);
         let hash = hasher.finish();
-        let count = self.lanes.len() as u64;
-        let first = hash % count;
-        // A second lane, so that a tenant whose first lane is busy still
-        // finds a connection that knows it: with two choices, both busy at
-        // once is rare.
-        let second = (first + 1 + (hash / count) % (count - 1).max(1)) % count;
-        let found = [first, second].into_iter().find_map(|i| {
-            let lane = &self.lanes[usize::try_from(i).unwrap_or(0)];
-            let state = lane.state();
-            (state.idle_connections > 0 || state.connections < LANE_SIZE).then_some(lane)
-        });
-        if found.is_none() {
+        let first = hash.checked_rem(count);
+        let second = first.map(|f| (f + 1 + (hash / count) % (count - 1).max(1)) % count);
+        [first, second]
+            .into_iter()
+            .flatten()
+            .filter_map(|i| self.lanes.get(usize::try_from(i).ok()?))
+    }
+
+    fn spilled(&self) {
+        if !self.lanes.is_empty() {
             self.stats.spills.fetch_add(1, Ordering::Relaxed);
         }
-        found
     }
 }
 

@@ -1,18 +1,23 @@
 //! The change feed: keeps the tenant cache ([`TenantCache`]) current.
 //!
-//! A trigger on `management.tenants` and `management.tenant_domains`
-//! announces each committed change on the channel `strata_tenants`. One
+//! Triggers on `management.tenants` and `management.tenant_domains`
+//! announce each committed change on the channel `strata_tenants`. One
 //! connection per server, outside the pool, listens: each change evicts the
 //! entry it names. Every [`PING_EVERY`] the feed also announces a ping of
 //! its own and waits to hear it back; PostgreSQL delivers notifications in
 //! commit order, so once the ping is heard, every change committed before
 //! it was sent has been heard too, and the cache may serve entries for
-//! [`CACHE_TTL`](crate::tenancy::resolver::CACHE_TTL) after the ping was sent.
+//! [`CACHE_TTL`](crate::tenancy::resolver::CACHE_TTL) after the ping was
+//! sent. The ping is only sent while all four triggers are enabled (also
+//! for replication), so changes made with them off are never vouched for.
 //!
-//! Nothing here is needed for correctness: when the feed cannot listen (a
-//! pooler in transaction mode in between, a lost connection), its pings
-//! never come back and the cache falls back to re-reading a tenant after
-//! [`CACHE_TTL`](crate::tenancy::resolver::CACHE_TTL), as it would with no feed at all.
+//! Nothing here is needed for correctness: when the feed is lost or stalls,
+//! its pings stop coming back and the cache falls back to re-reading a
+//! tenant after [`CACHE_TTL`](crate::tenancy::resolver::CACHE_TTL), as it
+//! would with no feed at all. It must listen on a connection of its own on
+//! the server: behind a pooler in transaction mode, its `LISTEN` would sit
+//! on a connection other clients' changes never reach (see
+//! [`crate::config::Config::change_feed`]).
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +26,7 @@ use diesel_async::{AsyncConnection as _, AsyncPgConnection, SimpleAsyncConnectio
 
 use crate::tenancy::resolver::TenantCache;
 
-/// The channel the trigger announces changes on.
+/// The channel the triggers announce changes on.
 pub const CHANNEL: &str = "strata_tenants";
 
 /// How often the feed proves it is still hearing every change.
@@ -36,10 +41,20 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Keeps `cache` current from the change feed on `url`, reconnecting when
 /// the connection is lost, until the task is dropped.
 pub async fn follow(url: String, cache: std::sync::Arc<TenantCache>) {
+    let mut warned = false;
     loop {
-        match listen(&url, &cache).await {
+        match listen(&url, &cache, &mut warned).await {
             Ok(()) => {}
-            Err(e) => tracing::debug!(error = %e, "tenant change feed lost; listening again"),
+            // Once per outage: a database that stays away would otherwise
+            // fill the log every second.
+            Err(e) if !warned => {
+                warned = true;
+                tracing::warn!(
+                    error = %e,
+                    "tenant change feed lost; tenants are read again every second until it is back"
+                );
+            }
+            Err(e) => tracing::debug!(error = %e, "tenant change feed still lost"),
         }
         cache.feed_restarted();
         tokio::time::sleep(RETRY_AFTER).await;
@@ -47,13 +62,16 @@ pub async fn follow(url: String, cache: std::sync::Arc<TenantCache>) {
 }
 
 /// One connection's life: listen, then hear changes and pings until the
-/// connection fails.
-async fn listen(url: &str, cache: &TenantCache) -> anyhow::Result<()> {
-    let mut conn = AsyncPgConnection::establish(url).await?;
-    conn.batch_execute(&format!(
-        "SET application_name = 'strata_changes'; LISTEN {CHANNEL}"
-    ))
-    .await?;
+/// connection fails or stalls.
+async fn listen(url: &str, cache: &TenantCache, warned: &mut bool) -> anyhow::Result<()> {
+    let mut conn = within(PING_LOST_AFTER, AsyncPgConnection::establish(url)).await??;
+    within(
+        PING_LOST_AFTER,
+        conn.batch_execute(&format!(
+            "SET application_name = 'strata_changes'; LISTEN {CHANNEL}"
+        )),
+    )
+    .await??;
     // Changes committed before LISTEN took effect were never heard: what the
     // cache holds may predate them.
     cache.feed_restarted();
@@ -63,25 +81,24 @@ async fn listen(url: &str, cache: &TenantCache) -> anyhow::Result<()> {
     let mut sent: Option<(u64, Instant)> = None;
     let mut next_ping = Instant::now();
     loop {
-        if let Some((_, at)) = sent
-            && at.elapsed() > PING_LOST_AFTER
-        {
-            anyhow::bail!("no ping heard back in {PING_LOST_AFTER:?}");
-        }
         if sent.is_none() && Instant::now() >= next_ping {
             ping += 1;
             let at = Instant::now();
-            conn.batch_execute(&format!(
-                "SELECT pg_notify('{CHANNEL}', 'ping:{nonce}:{ping}')"
-            ))
-            .await?;
+            // No ping, so no vouching, unless every trigger announces.
+            let sql = format!(
+                "SELECT pg_notify('{CHANNEL}', 'ping:{nonce}:{ping}') \
+                 WHERE (SELECT count(*) FROM pg_catalog.pg_trigger \
+                        WHERE tgname IN ('tenants_announce_change', 'tenants_announce_truncate', \
+                          'tenant_domains_announce_change', 'tenant_domains_announce_truncate') \
+                          AND tgenabled = 'A') = 4"
+            );
+            within(PING_LOST_AFTER, conn.batch_execute(&sql)).await??;
             sent = Some((ping, at));
             next_ping = at + PING_EVERY;
         }
-        let wait = if sent.is_some() {
-            PING_LOST_AFTER
-        } else {
-            next_ping.saturating_duration_since(Instant::now())
+        let wait = match sent {
+            Some((_, at)) => PING_LOST_AFTER.saturating_sub(at.elapsed()),
+            None => next_ping.saturating_duration_since(Instant::now()),
         };
         let heard = {
             let stream = conn.notifications_stream();
@@ -89,7 +106,12 @@ async fn listen(url: &str, cache: &TenantCache) -> anyhow::Result<()> {
             tokio::time::timeout(wait, stream.next()).await
         };
         let note = match heard {
-            Err(_) => continue,
+            Err(_) => match sent {
+                Some((_, at)) if at.elapsed() >= PING_LOST_AFTER => {
+                    anyhow::bail!("no ping heard back in {PING_LOST_AFTER:?}")
+                }
+                _ => continue,
+            },
             Ok(None) => anyhow::bail!("the connection closed"),
             Ok(Some(note)) => note?,
         };
@@ -102,9 +124,18 @@ async fn listen(url: &str, cache: &TenantCache) -> anyhow::Result<()> {
                 {
                     cache.vouch(at);
                     sent = None;
+                    *warned = false;
                 }
             }
             None => cache.changed(&note.payload),
         }
     }
+}
+
+/// `future`, or an error once `limit` has passed: a connection that stops
+/// answering must not hold the feed forever.
+async fn within<T>(limit: Duration, future: impl Future<Output = T>) -> anyhow::Result<T> {
+    tokio::time::timeout(limit, future)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer in {limit:?}"))
 }

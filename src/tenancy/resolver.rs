@@ -137,10 +137,10 @@ impl TenantCache {
         if let Some(hit) = self.cached(&self.by_slug, slug) {
             return Ok(hit);
         }
-        let generation = self.generation.load(Ordering::Acquire);
+        let (generation, asked) = (self.generation.load(Ordering::Acquire), Instant::now());
         let mut conn = pool.get().await?;
         let found = tenants::find_by_slug(&mut conn, slug).await?;
-        self.store(&self.by_slug, slug, found.clone(), generation);
+        self.store(&self.by_slug, slug, found.clone(), generation, asked);
         Ok(found)
     }
 
@@ -149,10 +149,10 @@ impl TenantCache {
         if let Some(hit) = self.cached(&self.by_domain, domain) {
             return Ok(hit);
         }
-        let generation = self.generation.load(Ordering::Acquire);
+        let (generation, asked) = (self.generation.load(Ordering::Acquire), Instant::now());
         let mut conn = pool.get().await?;
         let found = tenants::find_by_domain(&mut conn, domain).await?;
-        self.store(&self.by_domain, domain, found.clone(), generation);
+        self.store(&self.by_domain, domain, found.clone(), generation, asked);
         Ok(found)
     }
 
@@ -216,6 +216,7 @@ impl TenantCache {
         key: &str,
         tenant: Option<Tenant>,
         generation: u64,
+        asked: Instant,
     ) {
         let mut map = lock(map);
         // Checked under the map's lock: a change heard after this point
@@ -234,8 +235,10 @@ impl TenantCache {
         }
         map.insert(
             key.to_owned(),
+            // Aged from before the row was read: a change committed while
+            // it was being read is seen within CACHE_TTL of that change.
             Entry {
-                at: Instant::now(),
+                at: asked,
                 vouchable,
                 tenant,
             },
@@ -368,7 +371,7 @@ mod tests {
     fn cache_with(slug: &str) -> TenantCache {
         let cache = TenantCache::default();
         let generation = cache.generation.load(Ordering::Acquire);
-        cache.store(&cache.by_slug, slug, None, generation);
+        cache.store(&cache.by_slug, slug, None, generation, Instant::now());
         cache
     }
 
@@ -392,7 +395,6 @@ mod tests {
         assert!(cache.cached(&cache.by_slug, "acme").is_some(), "vouched");
         // The last ping heard was sent longer than CACHE_TTL ago: a change
         // since then may not have been heard.
-        cache.feed_restarted();
         let cache = cache_with("acme");
         age(&cache, "acme");
         cache.vouch(Instant::now().checked_sub(CACHE_TTL).unwrap());
@@ -407,7 +409,7 @@ mod tests {
         let generation = cache.generation.load(Ordering::Acquire);
         // The row was read, then a change was heard before the entry was stored.
         cache.changed("t:acme");
-        cache.store(&cache.by_slug, "acme", None, generation);
+        cache.store(&cache.by_slug, "acme", None, generation, Instant::now());
         assert!(cache.cached(&cache.by_slug, "acme").is_some(), "fresh");
         age(&cache, "acme");
         assert!(cache.cached(&cache.by_slug, "acme").is_none());
@@ -417,8 +419,14 @@ mod tests {
     fn a_change_evicts_what_it_names() {
         let cache = cache_with("acme");
         let generation = cache.generation.load(Ordering::Acquire);
-        cache.store(&cache.by_slug, "globex", None, generation);
-        cache.store(&cache.by_domain, "app.acme.org", None, generation);
+        cache.store(&cache.by_slug, "globex", None, generation, Instant::now());
+        cache.store(
+            &cache.by_domain,
+            "app.acme.org",
+            None,
+            generation,
+            Instant::now(),
+        );
         cache.changed("t:acme");
         assert!(cache.cached(&cache.by_slug, "acme").is_none());
         assert!(cache.cached(&cache.by_slug, "globex").is_some());
@@ -434,7 +442,13 @@ mod tests {
         cache.vouch(Instant::now());
         let generation = cache.generation.load(Ordering::Acquire);
         for i in 0..=MAX_CACHED {
-            cache.store(&cache.by_slug, &format!("t{i}"), None, generation);
+            cache.store(
+                &cache.by_slug,
+                &format!("t{i}"),
+                None,
+                generation,
+                Instant::now(),
+            );
         }
         let kept = lock(&cache.by_slug).len();
         assert_eq!(kept, MAX_CACHED * 9 / 10 + 1);

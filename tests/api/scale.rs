@@ -119,10 +119,11 @@ async fn a_busy_lane_spills_to_the_pool() {
     let app = TestApp::builder().pool_size(1).lanes(1).spawn().await;
     let a = app.tenant_with_owner("alpha", "enterprise").await;
     app.create_project(&a, "alpha-1").await;
-    let spills = app.app.query_stats.spills();
     // Its lane's connection is taken: the request is served from the pool
     // instead of waiting for it.
+    let spills = app.app.query_stats.spills();
     let held = app.app.pool.get_for("alpha").await.unwrap();
+    assert_eq!(app.app.query_stats.spills(), spills, "the lane was idle");
     let body = tokio::time::timeout(
         Duration::from_secs(5),
         app.gql().token(&a).send(DASHBOARD, json!({})),
@@ -161,7 +162,7 @@ async fn a_cancelled_query_on_a_lane_leaves_no_transaction_open() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     locker.batch_execute("COMMIT").await.unwrap();
     // The lane's abandoned transaction was discarded with its connection:
-    // beta, on the same lane, is served clean.
+    // beta, whose lane it also was, is served clean.
     let beta = app.gql().token(&b).send(DASHBOARD, json!({})).await;
     assert!(beta["errors"].is_null(), "{beta}");
     assert_eq!(

@@ -216,6 +216,7 @@ impl TestAppBuilder {
             schema_pool: 0,
             tenants_per_connection: 0,
             pool_lanes: self.lanes,
+            change_feed: None,
         };
         let secrets = Secrets::load(&config).unwrap();
         let admin_token = secrets.admin_token.clone();
