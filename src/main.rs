@@ -338,15 +338,13 @@ async fn serve_on(
             println!("    {slug:<8} {email} / {password}");
         }
     }
-    match config.change_feed.as_deref() {
-        Some("off") => {}
-        feed => {
-            tokio::spawn(strata::tenancy::changes::follow(
-                feed.unwrap_or(url).to_owned(),
-                app.tenants.clone(),
-            ));
-        }
-    }
+    let feed = match config.change_feed.as_deref() {
+        Some("off") => None,
+        feed => Some(tokio::spawn(strata::tenancy::changes::follow(
+            feed.unwrap_or(url).to_owned(),
+            app.tenants.clone(),
+        ))),
+    };
     if config.schema_pool > 0 {
         tokio::spawn(strata::tenancy::schema_pool::keep_filled(
             app.pool.clone(),
@@ -360,6 +358,10 @@ async fn serve_on(
         .await
         .context("serving HTTP")?;
     eprintln!("shutting down");
+    // Before PostgreSQL stops, so the feed does not report it as lost.
+    if let Some(feed) = feed {
+        feed.abort();
+    }
     Ok(())
 }
 
