@@ -84,8 +84,9 @@ pub struct Config {
     pub change_feed: Option<String>,
 
     /// Tenant lanes: connections, beside the pool, each serving only the
-    /// tenants hashed to it, so PostgreSQL's caches stay warm for them over
-    /// thousands of tenants (0: none; every tenant transaction uses the pool).
+    /// tenants hashed to it (two lanes per tenant), so PostgreSQL's caches
+    /// stay warm for them over thousands of tenants (0: none; every tenant
+    /// transaction uses the pool).
     #[arg(long, env = "STRATA_POOL_LANES", default_value_t = 16)]
     pub pool_lanes: usize,
 }

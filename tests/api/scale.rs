@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use diesel_async::SimpleAsyncConnection;
-use serde_json::json;
+use serde_json::{Value, json};
 use strata::tenancy::conn::TenantTx;
 use strata::tenancy::schema_pool;
 use strata::tenancy::template::{TEMPLATE, latest_version};
@@ -61,23 +61,7 @@ async fn a_query_runs_on_one_connection_and_sees_only_its_tenant() {
         .await;
     assert!(task["errors"].is_null(), "{task}");
     // Interleaved, concurrently, on the one connection.
-    let runs = (0..6).map(|i| {
-        let (token, name) = if i % 2 == 0 {
-            (&a, "alpha-1")
-        } else {
-            (&b, "beta-1")
-        };
-        let app = &app;
-        async move {
-            let body = app.gql().token(token).send(DASHBOARD, json!({})).await;
-            assert!(body["errors"].is_null(), "{body}");
-            let projects = body["data"]["projects"]["edges"].as_array().unwrap();
-            assert_eq!(projects.len(), 1, "{body}");
-            assert_eq!(projects[0]["node"]["name"], name, "{body}");
-            body
-        }
-    });
-    let bodies = futures::future::join_all(runs).await;
+    let bodies = interleaved_dashboards(&app, &a, &b, 6).await;
     let alpha_tasks = &bodies[0]["data"]["projects"]["edges"][0]["node"]["tasks"]["edges"];
     assert_eq!(alpha_tasks[0]["node"]["title"], "alpha task");
     let beta_tasks = &bodies[1]["data"]["projects"]["edges"][0]["node"]["tasks"]["edges"];
@@ -94,24 +78,30 @@ async fn one_lane_serving_two_tenants_keeps_them_apart() {
     let b = app.tenant_with_owner("beta", "enterprise").await;
     app.create_project(&a, "alpha-1").await;
     app.create_project(&b, "beta-1").await;
-    let runs = (0..8).map(|i| {
+    interleaved_dashboards(&app, &a, &b, 8).await;
+    assert!(lane_connection_is_clean(&app, "alpha").await);
+    assert!(pool_connection_is_clean(&app).await);
+}
+
+/// `n` dashboards at once, alternating alpha's token `a` and beta's `b`:
+/// each sees only its own tenant's one project. Returns the bodies.
+async fn interleaved_dashboards(app: &TestApp, a: &str, b: &str, n: usize) -> Vec<Value> {
+    let runs = (0..n).map(|i| {
         let (token, name) = if i % 2 == 0 {
-            (&a, "alpha-1")
+            (a, "alpha-1")
         } else {
-            (&b, "beta-1")
+            (b, "beta-1")
         };
-        let app = &app;
         async move {
             let body = app.gql().token(token).send(DASHBOARD, json!({})).await;
             assert!(body["errors"].is_null(), "{body}");
             let projects = body["data"]["projects"]["edges"].as_array().unwrap();
             assert_eq!(projects.len(), 1, "{body}");
             assert_eq!(projects[0]["node"]["name"], name, "{body}");
+            body
         }
     });
-    futures::future::join_all(runs).await;
-    assert!(lane_connection_is_clean(&app, "alpha").await);
-    assert!(pool_connection_is_clean(&app).await);
+    futures::future::join_all(runs).await
 }
 
 #[tokio::test]
