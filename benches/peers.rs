@@ -521,8 +521,12 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
 
     writeln!(
         report,
-        "\nStrata vs peers: {} tenants, {} connections, {} s per run; wrk/pgbench on CPU 0, server on CPU 1\n",
-        args.tenants, args.connections, args.secs
+        "\nStrata vs peers: {} tenants, {} connections, {} s per run; wrk/pgbench on CPU 0, server on CPU 1\n\
+         PostgreSQL: {}\n",
+        args.tenants,
+        args.connections,
+        args.secs,
+        cluster_settings(url).await?
     )?;
     writeln!(
         report,
@@ -1538,6 +1542,25 @@ fn django_p1(root: &Path, dir: &Path, url: &str, count: usize) -> anyhow::Result
         p95: f("p95_ms"),
         p99: f("p99_ms"),
     })
+}
+
+/// The built-in cluster's settings that decide how many tenants stay warm.
+async fn cluster_settings(url: &str) -> anyhow::Result<String> {
+    use diesel_async::AsyncConnection as _;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Settings {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        settings: String,
+    }
+    let mut conn = AsyncPgConnection::establish(url).await?;
+    let Settings { settings } = diesel::sql_query(
+        "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) AS settings \
+         FROM pg_settings WHERE name IN ('shared_buffers', 'max_files_per_process', 'max_connections')",
+    )
+    .get_result(&mut conn)
+    .await?;
+    Ok(settings)
 }
 
 /// Runs R1's statements (binding, credential check's tables, R1) on one
