@@ -405,8 +405,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
         args.p1
     );
     let password_hash = strata::auth::hash_password("bench-password".into()).await?;
-    let p1_cold = provision_many(&pool, "cold", args.p1, &password_hash).await?;
-    let p1_ddl = direct_ddl(url, args.p1).await?;
+    let (p1_cold, p1_ddl) = cold_and_direct(&pool, url, args.p1, &password_hash).await?;
     eprintln!("P1: {} tenants from the warm schema pool", args.p1);
     schema_pool::fill(&pool, TEMPLATE, args.p1)
         .await
@@ -1045,17 +1044,41 @@ async fn provision_many(
 ) -> anyhow::Result<Timings> {
     let mut times = Vec::with_capacity(n);
     for i in 0..n {
-        let input = tenant_input(&format!("p1{prefix}_{i:05}"));
-        let checked = provision::check(pool, &input)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let started = Instant::now();
-        provision::create_checked(pool, TEMPLATE, checked, password_hash)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        times.push(ms(started.elapsed()));
+        times.push(provision_one(pool, &format!("p1{prefix}_{i:05}"), password_hash).await?);
     }
     Ok(Timings::of(times))
+}
+
+/// One in-process `createTenant` transaction (checked input, hash given), in ms.
+async fn provision_one(pool: &Pool, slug: &str, password_hash: &str) -> anyhow::Result<f64> {
+    let checked = provision::check(pool, &tenant_input(slug))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let started = Instant::now();
+    provision::create_checked(pool, TEMPLATE, checked, password_hash)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    Ok(ms(started.elapsed()))
+}
+
+/// `n` cold `createTenant` transactions and `n` runs of the same DDL sent
+/// directly, taken in turns, so both meet the same disk, checkpoints and
+/// catalog size (one block after the other let a checkpoint or the
+/// catalog's growth land on one side only).
+async fn cold_and_direct(
+    pool: &Pool,
+    url: &str,
+    n: usize,
+    password_hash: &str,
+) -> anyhow::Result<(Timings, Timings)> {
+    use diesel_async::AsyncConnection as _;
+    let mut conn = AsyncPgConnection::establish(url).await?;
+    let (mut cold, mut direct) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        cold.push(provision_one(pool, &format!("p1cold_{i:05}"), password_hash).await?);
+        direct.push(direct_ddl(&mut conn, i).await?);
+    }
+    Ok((Timings::of(cold), Timings::of(direct)))
 }
 
 fn tenant_input(slug: &str) -> CreateTenant {
@@ -1126,39 +1149,34 @@ async fn settle(pool: &Pool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The SQL a provisioning transaction runs, sent directly on one
-/// connection as one batch: schema, template, role, commit.
-async fn direct_ddl(url: &str, n: usize) -> anyhow::Result<Timings> {
-    use diesel_async::AsyncConnection as _;
-    let mut conn = AsyncPgConnection::establish(url).await?;
+/// The SQL a provisioning transaction runs, sent directly on `conn` as one
+/// batch (schema, template, role, commit), in ms; then dropped again.
+async fn direct_ddl(conn: &mut AsyncPgConnection, i: usize) -> anyhow::Result<f64> {
     let template: String = TEMPLATE
         .iter()
         .map(|s| s.sql)
         .collect::<Vec<_>>()
         .join(";\n");
-    let mut times = Vec::with_capacity(n);
-    for i in 0..n {
-        let schema = format!("\"ddl_{i:05}\"");
-        let role = format!("\"ddl_{i:05}_{:x}\"", std::process::id());
-        let sql = format!(
-            "BEGIN; CREATE SCHEMA {schema}; SET LOCAL search_path TO {schema}; {template};
-             CREATE ROLE {role} NOLOGIN NOINHERIT; GRANT {role} TO CURRENT_USER;
-             GRANT USAGE ON SCHEMA {schema} TO {role};
-             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
-             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
-             ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role};
-             ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT USAGE, SELECT ON SEQUENCES TO {role};
-             COMMIT;"
-        );
-        let started = Instant::now();
-        conn.batch_execute(&sql).await?;
-        times.push(ms(started.elapsed()));
-        conn.batch_execute(&format!(
-            "DROP SCHEMA {schema} CASCADE; DROP OWNED BY {role}; DROP ROLE {role}"
-        ))
-        .await?;
-    }
-    Ok(Timings::of(times))
+    let schema = format!("\"ddl_{i:05}\"");
+    let role = format!("\"ddl_{i:05}_{:x}\"", std::process::id());
+    let sql = format!(
+        "BEGIN; CREATE SCHEMA {schema}; SET LOCAL search_path TO {schema}; {template};
+         CREATE ROLE {role} NOLOGIN NOINHERIT; GRANT {role} TO CURRENT_USER;
+         GRANT USAGE ON SCHEMA {schema} TO {role};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
+         ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role};
+         ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT USAGE, SELECT ON SEQUENCES TO {role};
+         COMMIT;"
+    );
+    let started = Instant::now();
+    conn.batch_execute(&sql).await?;
+    let took = ms(started.elapsed());
+    conn.batch_execute(&format!(
+        "DROP SCHEMA {schema} CASCADE; DROP OWNED BY {role}; DROP ROLE {role}"
+    ))
+    .await?;
+    Ok(took)
 }
 
 async fn check_r1(client: &reqwest::Client, base: &str, t: &BenchTenant) -> anyhow::Result<()> {
@@ -1608,12 +1626,17 @@ async fn memory_per_tenant_touched(
 }
 
 fn private_kib(pid: i32) -> anyhow::Result<u64> {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
-    Ok(rollup
+    // RssAnon is a counter the kernel keeps: reading it costs nothing.
+    // smaps_rollup walked every backend's page tables twice a second, which
+    // over 10,000 tenants (backends mapping much of shared memory) took a
+    // fifth of R1's throughput; and it counted shared buffers that one
+    // backend alone had touched as private.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
         .lines()
-        .filter(|l| l.starts_with("Private_Clean:") || l.starts_with("Private_Dirty:"))
-        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .sum())
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .context("no RssAnon in /proc/<pid>/status")
 }
 
 /// Private memory of the server's PostgreSQL backends (or the peak of
@@ -1676,7 +1699,7 @@ async fn sampled<T>(
     Ok((out?, peak))
 }
 
-/// Sums Private_Clean + Private_Dirty of every backend serving the server
+/// Sums the anonymous memory (RssAnon) of every backend serving the server
 /// under test (told apart by application_name), from /proc.
 async fn pg_backend_memory(pool: &Pool) -> anyhow::Result<BackendMemory> {
     use diesel_async::RunQueryDsl;

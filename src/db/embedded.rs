@@ -100,9 +100,6 @@ impl EmbeddedPostgres {
         if fresh {
             init_cluster(&bins, run_as, &pgdata, &password_path, opts.ephemeral)?;
         }
-        if !opts.ephemeral {
-            size_cluster(&pgdata)?;
-        }
         let password = std::fs::read_to_string(&password_path)
             .with_context(|| format!("reading {}", password_path.display()))?
             .trim()
@@ -386,65 +383,6 @@ fn init_cluster(
     Ok(())
 }
 
-/// Opens the block of settings Strata writes into a durable cluster's
-/// `postgresql.conf`; its presence means the block was written.
-const SIZED_MARKER: &str = "# strata: sized for this machine";
-
-/// Writes settings sized to the machine into a durable cluster's
-/// `postgresql.conf`, once (clusters made before this existed get them on
-/// their next start). They sit in the file rather than on PostgreSQL's
-/// command line so an operator can change them there, and a later start
-/// never overwrites what they chose.
-fn size_cluster(pgdata: &Path) -> anyhow::Result<()> {
-    let path = pgdata.join("postgresql.conf");
-    let conf =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    if conf.contains(SIZED_MARKER) {
-        return Ok(());
-    }
-    let block = format!(
-        "\n{SIZED_MARKER} when it first started this cluster; edit freely (restart to apply).\n\
-         # A quarter of memory: over thousands of tenants, their rows stay in PostgreSQL's own\n\
-         # cache instead of being read back through the kernel's on every request.\n\
-         shared_buffers = '{}MB'\n",
-        shared_buffers_mb()
-    );
-    File::options()
-        .append(true)
-        .open(&path)
-        .and_then(|mut f| f.write_all(block.as_bytes()))
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-/// The `shared_buffers` a durable built-in cluster is created with, in MB: a
-/// quarter of the memory this process may use (the machine's, or its
-/// cgroup's limit if lower), between PostgreSQL's default of 128 MB and 8 GB.
-pub fn shared_buffers_mb() -> u64 {
-    quarter_of_memory_mb(memory_bytes())
-}
-
-fn quarter_of_memory_mb(memory: Option<u64>) -> u64 {
-    memory.map_or(128, |bytes| (bytes / 4 / (1 << 20)).clamp(128, 8192))
-}
-
-fn memory_bytes() -> Option<u64> {
-    let total = std::fs::read_to_string("/proc/meminfo")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))?
-        .trim()
-        .strip_suffix("kB")?
-        .trim()
-        .parse::<u64>()
-        .ok()?
-        * 1024;
-    // "max" (no limit) and a missing file both leave the machine's total.
-    let limit = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok());
-    Some(limit.map_or(total, |l| l.min(total)))
-}
-
 fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     Ok(listener.local_addr()?.port())
@@ -454,19 +392,4 @@ fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::quarter_of_memory_mb;
-
-    #[test]
-    fn shared_buffers_is_a_quarter_of_memory_within_bounds() {
-        const GB: u64 = 1 << 30;
-        assert_eq!(quarter_of_memory_mb(Some(24 * GB)), 6 * 1024);
-        // Small machines keep PostgreSQL's default; big ones stop at 8 GB.
-        assert_eq!(quarter_of_memory_mb(Some(GB / 2)), 128);
-        assert_eq!(quarter_of_memory_mb(Some(256 * GB)), 8 * 1024);
-        assert_eq!(quarter_of_memory_mb(None), 128);
-    }
 }
