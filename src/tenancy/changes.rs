@@ -85,10 +85,15 @@ async fn listen(url: &str, cache: &TenantCache, warned: &mut bool) -> anyhow::Re
             ping += 1;
             let at = Instant::now();
             // No ping, so no vouching, unless every trigger announces.
+            // Looked up by table and name (pg_trigger's index): by name
+            // alone it scanned every tenant table's triggers, 95 ms per
+            // ping over 10,000 tenants.
             let sql = format!(
                 "SELECT pg_notify('{CHANNEL}', 'ping:{nonce}:{ping}') \
                  WHERE (SELECT count(*) FROM pg_catalog.pg_trigger \
-                        WHERE tgname IN ('tenants_announce_change', 'tenants_announce_truncate', \
+                        WHERE tgrelid IN ('management.tenants'::regclass, \
+                                          'management.tenant_domains'::regclass) \
+                          AND tgname IN ('tenants_announce_change', 'tenants_announce_truncate', \
                           'tenant_domains_announce_change', 'tenant_domains_announce_truncate') \
                           AND tgenabled = 'A') = 4"
             );
