@@ -298,9 +298,18 @@ pub fn build_pool(database_url: &str, max_size: u32) -> (Pool, Arc<QueryStats>) 
 /// [`build_pool`] with every option.
 pub fn build_pool_with(database_url: &str, options: PoolOptions) -> (Pool, Arc<QueryStats>) {
     let stats = Arc::new(QueryStats::default());
-    let general = build_one(database_url, options, options.max_size.max(1), &stats);
+    let general = build_one(
+        database_url,
+        options,
+        options.max_size.max(1),
+        MAX_LIFETIME,
+        &stats,
+    );
     let lanes = (0..options.lanes)
-        .map(|_| build_one(database_url, options, LANE_SIZE, &stats))
+        .map(|lane| {
+            let lifetime = lane_lifetime(lane, options.lanes);
+            build_one(database_url, options, LANE_SIZE, lifetime, &stats)
+        })
         .collect();
     let pool = Pool {
         general,
@@ -310,10 +319,24 @@ pub fn build_pool_with(database_url: &str, options: PoolOptions) -> (Pool, Arc<Q
     (pool, stats)
 }
 
+/// How long a connection lives, whatever the number of tenants it served.
+const MAX_LIFETIME: Duration = Duration::from_secs(600);
+
+/// Lane `lane`'s connection lifetime, of `lanes`: spread evenly over one
+/// to two [`MAX_LIFETIME`]s. The lanes open their connections together when
+/// load begins; with one lifetime they would all close together, and every
+/// tenant would meet a cold connection at once. Spread out, a few lanes go
+/// cold at a time.
+fn lane_lifetime(lane: usize, lanes: usize) -> Duration {
+    let step = MAX_LIFETIME.as_millis() as u64 / lanes.max(1) as u64;
+    MAX_LIFETIME + Duration::from_millis(step * lane as u64)
+}
+
 fn build_one(
     database_url: &str,
     options: PoolOptions,
     max_size: u32,
+    max_lifetime: Duration,
     stats: &Arc<QueryStats>,
 ) -> bb8::Pool<Manager> {
     let hook_stats = stats.clone();
@@ -337,7 +360,7 @@ fn build_one(
         .connection_timeout(Duration::from_secs(10))
         .idle_timeout(Some(Duration::from_secs(300)))
         // Recycled by age too, whatever the number of tenants.
-        .max_lifetime(Some(Duration::from_secs(600)))
+        .max_lifetime(Some(max_lifetime))
         .build_unchecked(manager)
 }
 
@@ -444,6 +467,19 @@ pub async fn is_ready(pool: &Pool, latest: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lanes_age_out_a_few_at_a_time_not_all_together() {
+        let lifetimes: Vec<Duration> = (0..64).map(|lane| lane_lifetime(lane, 64)).collect();
+        assert_eq!(lifetimes[0], MAX_LIFETIME);
+        assert!(lifetimes.windows(2).all(|w| w[1] > w[0]), "{lifetimes:?}");
+        assert!(lifetimes[63] < MAX_LIFETIME * 2);
+        // bb8 reaps aged connections every 30 s: no more than four lanes
+        // fall in one such window.
+        let step = lifetimes[1] - lifetimes[0];
+        assert!(step * 4 >= Duration::from_secs(30), "{step:?}");
+        assert_eq!(lane_lifetime(0, 0), MAX_LIFETIME);
+    }
 
     /// Boxed, as the connection holds it: its address is its key.
     fn watch(limit: usize) -> (Box<ConnWatch>, Arc<QueryStats>) {
