@@ -71,6 +71,12 @@ struct Args {
     /// long enough for the server's tenant lanes to meet their tenants.
     #[arg(long, default_value_t = 120)]
     big_warmup: u64,
+    /// Pause of each load connection between two requests in the paced R1
+    /// runs, in ms: a load below saturation, the same over 10 tenants and
+    /// over `--big`, so their latencies compare per-request cost rather
+    /// than queueing.
+    #[arg(long, default_value_t = 50)]
+    pace_ms: u64,
     /// The server's STRATA_POOL_LANES (unset: its default).
     #[arg(long)]
     lanes: Option<usize>,
@@ -196,6 +202,7 @@ struct Big {
     mem: BackendMemory,
     rss: u64,
     without_lanes: Load,
+    paced: Load,
     mem_without_lanes: BackendMemory,
     growth: Vec<(usize, u64)>,
     ceiling: Load,
@@ -433,6 +440,10 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
     .await?;
     let (placement, r1) = r1s.best();
     let r1 = *r1;
+    eprintln!("R1 on Strata over {} tenants, paced", tenants.len());
+    let paced_lua = dir.join("strata-r1-paced.lua");
+    std::fs::write(&paced_lua, paced(strata_lua(&tenants, false), args.pace_ms))?;
+    let r1_paced = wrk(&base, &paced_lua, args, "/graphql", placement)?;
     let strata_rss = server.peak_rss_kib()?;
     // The ceiling: R1's SQL through pgbench, tenant switch included.
     eprintln!("R1's SQL through pgbench");
@@ -488,6 +499,9 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
             })
         })
         .await?;
+        eprintln!("R1 on Strata over {} tenants, paced", all.len());
+        std::fs::write(&paced_lua, paced(strata_lua(&all, false), args.pace_ms))?;
+        let paced = wrk(&base, &paced_lua, args, "/graphql", placement)?;
         let rss = server.peak_rss_kib()?;
         eprintln!("one connection through {} tenants", all.len());
         let growth = memory_per_tenant_touched(url, &all).await?;
@@ -510,6 +524,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
             mem,
             rss,
             without_lanes,
+            paced,
             mem_without_lanes,
             growth,
             ceiling: ceiling_big,
@@ -541,6 +556,15 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
     for (p, l) in r1s.each() {
         row(&mut report, &format!("R1 Strata, {}", p.describe()), l)?;
     }
+    let paced_name = |n: usize| {
+        format!(
+            "R1 Strata over {n} tenants, paced ({} connections, {} ms between requests), {}",
+            args.connections,
+            args.pace_ms,
+            placement.describe()
+        )
+    };
+    row(&mut report, &paced_name(args.tenants), &r1_paced)?;
     row(
         &mut report,
         "R1 pgbench (ceiling), PostgreSQL on both",
@@ -576,6 +600,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
                 l,
             )?;
         }
+        row(&mut report, &paced_name(n), &b.paced)?;
         row(
             &mut report,
             &format!(
@@ -618,6 +643,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
     for (p, l) in r1s.each() {
         crow(&mut report, &format!("R1 Strata, {}", p.describe()), l)?;
     }
+    crow(&mut report, &paced_name(args.tenants), &r1_paced)?;
     crow(&mut report, "R1 pgbench (no server)", &ceiling)?;
     crow(
         &mut report,
@@ -649,6 +675,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
                 l,
             )?;
         }
+        crow(&mut report, &paced_name(n), &b.paced)?;
         crow(
             &mut report,
             &format!("R1 Strata over {n} tenants, no tenant lanes"),
@@ -767,6 +794,14 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
                 l.p99 / small.p99
             )?;
         }
+        writeln!(
+            report,
+            "| R1 p99 over {n} tenants vs over {}, paced ({} ms between requests, {}) | {:.2}x | <= 1.25x |",
+            args.tenants,
+            args.pace_ms,
+            placement.describe(),
+            b.paced.p99 / r1_paced.p99
+        )?;
         writeln!(
             report,
             "| the same with no tenant lanes ({}) | {:.2}x | |",
@@ -1236,6 +1271,13 @@ fn strata_lua(tenants: &[BenchTenant], write: bool) -> String {
     s.push_str(LUA_ERRORS);
     s.push_str(LUA_DONE);
     s
+}
+
+/// `lua` with each connection pausing `ms` between a reply and its next
+/// request (wrk's `delay`).
+fn paced(mut lua: String, ms: u64) -> String {
+    let _ = writeln!(lua, "delay = function() return {ms} end");
+    lua
 }
 
 /// Counts answers that are not a 200 with data and no errors.
