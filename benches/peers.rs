@@ -433,7 +433,8 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
     eprintln!("R1 on Strata over {} tenants", tenants.len());
     check_r1(&client, &base, &tenants[0]).await?;
     let lua = dir.join("strata-r1.lua");
-    std::fs::write(&lua, strata_lua(&tenants, false))?;
+    let r1_script = strata_lua(&tenants, false);
+    std::fs::write(&lua, &r1_script)?;
     let (r1s, pg_mem_small) = sampled(&pool, || {
         Placed::run(|p| wrk(&base, &lua, args, "/graphql", p))
     })
@@ -442,7 +443,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
     let r1 = *r1;
     eprintln!("R1 on Strata over {} tenants, paced", tenants.len());
     let paced_lua = dir.join("strata-r1-paced.lua");
-    std::fs::write(&paced_lua, paced(strata_lua(&tenants, false), args.pace_ms))?;
+    std::fs::write(&paced_lua, paced(r1_script, args.pace_ms))?;
     let r1_paced = wrk(&base, &paced_lua, args, "/graphql", placement)?;
     let strata_rss = server.peak_rss_kib()?;
     // The ceiling: R1's SQL through pgbench, tenant switch included.
@@ -481,7 +482,8 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
         // statistics, dirty buffers) so autovacuum and the checkpointer do
         // not run during one of the runs below and not the other.
         settle(&pool).await?;
-        std::fs::write(&lua, strata_lua(&all, false))?;
+        let script = strata_lua(&all, false);
+        std::fs::write(&lua, &script)?;
         // The first run warms up long enough for every tenant lane to have
         // met its tenants (steady state); the second finds them warm.
         eprintln!(
@@ -500,7 +502,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
         })
         .await?;
         eprintln!("R1 on Strata over {} tenants, paced", all.len());
-        std::fs::write(&paced_lua, paced(strata_lua(&all, false), args.pace_ms))?;
+        std::fs::write(&paced_lua, paced(script, args.pace_ms))?;
         let paced = wrk(&base, &paced_lua, args, "/graphql", placement)?;
         let rss = server.peak_rss_kib()?;
         eprintln!("one connection through {} tenants", all.len());
