@@ -1411,13 +1411,15 @@ async fn pgbench_r1(
         }
         conn.batch_execute("ANALYZE public.bench_tenants").await?;
     }
-    // With `check`, the request's credential check too, as Strata sends it.
+    // With `check`, the request's credential check too, as Strata sends it
+    // on every request (the walk of the user's roles, its second statement,
+    // only follows a change to the tenant's roles).
     let check_sql = if check {
-        let sql = strata::domain::permissions::session_access_bound_sql()
+        let (state, _walk) = strata::domain::permissions::session_access_bound_sql();
+        let sql = state
             .replace("$1", ":u")
-            .replace("$2", ":u")
-            .replace("$3", ":s")
-            .replace("$4", ":u");
+            .replace("$2", ":s")
+            .replace("$3", ":u");
         format!("{sql};\n")
     } else {
         String::new()

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::auth::TokenKeys;
 use crate::config::{Config, Secrets};
 use crate::db::{Pool, QueryStats};
+use crate::domain::permissions::GrantCache;
 use crate::graphql::StrataSchema;
 use crate::tenancy::resolver::TenantCache;
 use crate::tenancy::template::{TEMPLATE, TemplateStep};
@@ -24,6 +25,9 @@ pub struct App {
     /// Cache of tenant lookups, kept current by the change feed
     /// ([`crate::tenancy::changes`]) when one runs.
     pub tenants: Arc<TenantCache>,
+    /// Users' effective permissions, reused while their tenant's access
+    /// version is unchanged.
+    pub grants: Arc<GrantCache>,
     /// Migrations every tenant schema gets; tests swap in broken ones.
     pub template: &'static [TemplateStep],
     /// The GraphQL schema (built once).
@@ -66,6 +70,7 @@ impl App {
             config,
             secrets,
             tenants: Arc::default(),
+            grants: Arc::default(),
             template,
             schema: crate::graphql::schema(),
             latest_migration: crate::db::latest_migration_version()?,

@@ -88,7 +88,9 @@ macro_rules! params {
     };
 }
 
+params!(A 0);
 params!(A 0, B 1);
+params!(A 0, B 1, C 2);
 params!(A 0, B 1, C 2, D 3);
 params!(A 0, B 1, C 2, D 3, E 4, F 5);
 

@@ -4,9 +4,12 @@
 //! inherit a parent role's; a user holds roles (each assignment may expire);
 //! an API key holds a chosen subset and never more than its owner has now.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 
-use diesel::sql_types::{Array, Bool, Nullable, Text, Uuid as SqlUuid};
+use chrono::{DateTime, Utc};
+
+use diesel::sql_types::{Array, Bool, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::{OptionalExtension as _, QueryResult};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -89,16 +92,17 @@ impl FromIterator<String> for PermissionSet {
 
 /// The recursive part every "effective permissions" query shares: the roles
 /// user `$1` holds now, and their ancestors, each marked permanent when it
-/// comes from an assignment without an end date. `UNION` (not `UNION ALL`)
+/// comes from an assignment without an end date, with the end date of the
+/// assignment it comes from (`until`). `UNION` (not `UNION ALL`)
 /// ends the walk even if a cycle were ever stored. `s` qualifies the
 /// tables: `""` for the search_path, or a quoted schema and a dot.
 fn granted_roles(s: &str) -> String {
     format!(
-        "granted (id, parent_id, permanent) AS ( \
-            SELECT r.id, r.parent_id, a.expires_at IS NULL \
+        "granted (id, parent_id, permanent, until) AS ( \
+            SELECT r.id, r.parent_id, a.expires_at IS NULL, a.expires_at \
             FROM {s}role_assignments a JOIN {s}roles r ON r.id = a.role_id \
             WHERE a.user_id = $1 AND (a.expires_at IS NULL OR a.expires_at > now()) \
-            UNION SELECT r.id, r.parent_id, g.permanent FROM {s}roles r JOIN granted g ON r.id = g.parent_id)"
+            UNION SELECT r.id, r.parent_id, g.permanent, g.until FROM {s}roles r JOIN granted g ON r.id = g.parent_id)"
     )
 }
 
@@ -126,95 +130,275 @@ pub struct UserAccess {
     pub permanent: PermissionSet,
 }
 
-#[derive(diesel::QueryableByName)]
-struct SessionRow {
-    #[diesel(sql_type = Bool)]
-    enabled: bool,
-    #[diesel(sql_type = Bool)]
-    live: bool,
-    #[diesel(sql_type = Array<Text>)]
-    permissions: Vec<String>,
-    #[diesel(sql_type = Array<Text>)]
-    permanent: Vec<String>,
-}
-
-impl From<SessionRow> for UserAccess {
-    fn from(row: SessionRow) -> Self {
-        UserAccess {
-            enabled: row.enabled,
-            session_live: row.live,
-            permissions: row.permissions.into_iter().collect(),
-            permanent: row.permanent.into_iter().collect(),
-        }
-    }
-}
-
-/// The credential check's statement; `s` qualifies the tables. The
-/// placeholders: `$1` the user (in [`granted_roles`]), `$2` the user, `$3`
-/// the session, `$4` the user.
-fn session_access_sql(s: &str) -> String {
+/// The credential check's first statement, made on every request: the
+/// user, the session, and the tenant's access version (see
+/// `tenant_template/0003_access_version`). `s` qualifies the tables; the
+/// placeholders: `$1` the user, `$2` the session, `$3` the user.
+fn session_state_sql(s: &str) -> String {
     format!(
-        "WITH RECURSIVE {} SELECT \
-           EXISTS (SELECT 1 FROM {s}users WHERE id = $2 AND disabled_at IS NULL) AS enabled, \
-           EXISTS (SELECT 1 FROM {s}sessions WHERE id = $3 AND user_id = $4 \
+        "SELECT \
+           EXISTS (SELECT 1 FROM {s}users WHERE id = $1 AND disabled_at IS NULL) AS enabled, \
+           EXISTS (SELECT 1 FROM {s}sessions WHERE id = $2 AND user_id = $3 \
                    AND revoked_at IS NULL AND expires_at > now()) AS live, \
-           {}",
+           (SELECT version FROM {s}access_version) AS version, \
+           now() AS at"
+    )
+}
+
+/// The credential check's second statement, made only when [`GrantCache`]
+/// has nothing for the user at the version just read: the user's (`$1`)
+/// effective permissions, the version they hold at (read in the same
+/// snapshot), and when the first assignment they count ends.
+fn granted_sql(s: &str) -> String {
+    format!(
+        "WITH RECURSIVE {} SELECT {}, \
+           (SELECT version FROM {s}access_version) AS version, \
+           (SELECT min(until) FROM granted) AS until",
         granted_roles(s),
         permission_arrays(s)
     )
 }
 
-/// The credential check for a connection bound to the tenant: the same
-/// text for every tenant, so it stays prepared (see [`crate::db::cached`]).
-static SESSION_ACCESS_BOUND: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| session_access_sql(""));
+#[derive(diesel::QueryableByName)]
+struct StateRow {
+    #[diesel(sql_type = Bool)]
+    enabled: bool,
+    #[diesel(sql_type = Bool)]
+    live: bool,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    version: Option<Uuid>,
+    #[diesel(sql_type = Timestamptz)]
+    at: DateTime<Utc>,
+}
 
-/// Loads a user's status, their session's and their permissions in one
-/// statement, on a connection that is in no transaction.
+#[derive(diesel::QueryableByName)]
+struct GrantedRow {
+    #[diesel(sql_type = Array<Text>)]
+    permissions: Vec<String>,
+    #[diesel(sql_type = Array<Text>)]
+    permanent: Vec<String>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    version: Option<Uuid>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    until: Option<DateTime<Utc>>,
+}
+
+/// Most users' permissions a [`GrantCache`] keeps: about 100 bytes each.
+const MAX_GRANTS: usize = 100_000;
+
+/// Users' effective permissions, each kept with the tenant's access version
+/// it was computed at.
 ///
-/// A mutation's requests run this first, so it is kept to one statement: the
-/// tables are named with the tenant's schema (built from a validated slug)
-/// instead of a search_path bound in a transaction, which saves the
-/// `BEGIN`+binding and `COMMIT` round trips. It runs as the server's own
-/// user, not the tenant's role: it is this fixed query, never a
-/// resolver's, and reads only that schema. (A query's requests use
-/// [`for_session_bound`] in their shared transaction instead.)
+/// Walking a user's roles is most of what a request's credential check
+/// costs PostgreSQL, and over many tenants it is planned again on nearly
+/// every request (its statement's plan holds one tenant's tables). Every
+/// change to roles, their permissions or who holds them replaces the
+/// tenant's access version in the same transaction, so permissions computed
+/// at the version a request reads are exactly what the walk would give now,
+/// on any server; until an assignment they count ends (`until`), after
+/// which the walk is made again. Nothing is served on a version the request
+/// has not just read, so there is no window in which a change is unseen.
+#[derive(Debug, Default)]
+pub struct GrantCache {
+    map: Mutex<HashMap<(Uuid, Uuid), Grant>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Grant {
+    version: Uuid,
+    until: Option<DateTime<Utc>>,
+    permissions: u32,
+    permanent: u32,
+}
+
+impl GrantCache {
+    /// `user`'s permissions in `tenant`, if computed at `version` and none
+    /// of the assignments counted had ended at `at` (the database's clock).
+    fn get(
+        &self,
+        (tenant, user): (Uuid, Uuid),
+        version: Uuid,
+        at: DateTime<Utc>,
+    ) -> Option<(PermissionSet, PermissionSet)> {
+        let map = lock(&self.map);
+        let grant = map.get(&(tenant, user))?;
+        (grant.version == version && grant.until.is_none_or(|until| at < until)).then(|| {
+            (
+                PermissionSet::from_bits(grant.permissions),
+                PermissionSet::from_bits(grant.permanent),
+            )
+        })
+    }
+
+    fn put(&self, key: (Uuid, Uuid), row: &GrantedRow) {
+        // No version (the row was removed by hand): nothing to check a
+        // later request against, so nothing is kept.
+        let Some(version) = row.version else { return };
+        let (Some(permissions), Some(permanent)) =
+            (bits_of(&row.permissions), bits_of(&row.permanent))
+        else {
+            // A permission outside the catalogue (written by hand) is kept
+            // only by walking the roles each time, as before.
+            return;
+        };
+        let mut map = lock(&self.map);
+        if map.len() >= MAX_GRANTS && !map.contains_key(&key) {
+            // A tenth go (whichever come first): one burst of new users
+            // does not empty the cache.
+            let gone: Vec<(Uuid, Uuid)> = map.keys().take(MAX_GRANTS / 10).copied().collect();
+            for k in gone {
+                map.remove(&k);
+            }
+        }
+        map.insert(
+            key,
+            Grant {
+                version,
+                until: row.until,
+                permissions,
+                permanent,
+            },
+        );
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding this lock cannot leave the map inconsistent.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+// A kept permission set is a bit per catalogue entry.
+const _: () = assert!(CATALOGUE.len() <= 32);
+
+/// The catalogue positions of `permissions`, or `None` if one is not in it.
+fn bits_of(permissions: &[String]) -> Option<u32> {
+    permissions.iter().try_fold(0u32, |bits, p| {
+        let i = CATALOGUE.iter().position(|(name, _)| name == p)?;
+        Some(bits | 1 << i)
+    })
+}
+
+impl PermissionSet {
+    fn from_bits(bits: u32) -> Self {
+        CATALOGUE
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| bits & (1 << i) != 0)
+            .map(|(_, (name, _))| (*name).to_owned())
+            .collect()
+    }
+}
+
+/// The statements for a connection bound to the tenant: the same text for
+/// every tenant, so they stay prepared (see [`crate::db::cached`]).
+static SESSION_STATE_BOUND: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| session_state_sql(""));
+static GRANTED_BOUND: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| granted_sql(""));
+
+/// Loads a user's status, their session's and their permissions, on a
+/// connection that is in no transaction.
+///
+/// A mutation's requests run this first: the tables are named with the
+/// tenant's schema (built from a validated slug) instead of a search_path
+/// bound in a transaction, which saves the `BEGIN`+binding and `COMMIT`
+/// round trips. It runs as the server's own user, not the tenant's role: it
+/// is these fixed queries, never a resolver's, and reads only that schema.
+/// (A query's requests use [`for_session_bound`] in their shared
+/// transaction instead.) `tenant` is the tenant's id, for `grants`.
 pub async fn for_session(
     conn: &mut AsyncPgConnection,
-    schema: &TenantSlug,
+    grants: &GrantCache,
+    (tenant, schema): (Uuid, &TenantSlug),
     user: Uuid,
     session: Uuid,
 ) -> QueryResult<UserAccess> {
     let s = format!("{}.", schema.quoted_schema());
-    let row: SessionRow = diesel::sql_query(session_access_sql(&s))
-        .bind::<SqlUuid, _>(user)
+    let state: StateRow = diesel::sql_query(session_state_sql(&s))
         .bind::<SqlUuid, _>(user)
         .bind::<SqlUuid, _>(session)
         .bind::<SqlUuid, _>(user)
         .get_result(conn)
         .await?;
-    Ok(row.into())
+    let key = (tenant, user);
+    let (permissions, permanent) = match cached_grant(grants, key, &state) {
+        Some(hit) => hit,
+        None => {
+            let row: GrantedRow = diesel::sql_query(granted_sql(&s))
+                .bind::<SqlUuid, _>(user)
+                .get_result(conn)
+                .await?;
+            remember(grants, key, row)
+        }
+    };
+    Ok(access(state, permissions, permanent))
 }
 
 /// [`for_session`] on a connection bound to the tenant (its search_path
-/// and role), as the first statement of a query's transaction: one
-/// prepared statement per connection serves every tenant.
+/// and role), as the first statements of a query's transaction.
 pub async fn for_session_bound(
     conn: &mut AsyncPgConnection,
+    grants: &GrantCache,
+    tenant: Uuid,
     user: Uuid,
     session: Uuid,
 ) -> QueryResult<UserAccess> {
-    let row: SessionRow =
-        crate::db::cached::cached(SESSION_ACCESS_BOUND.as_str(), (user, user, session, user))
+    let state: StateRow =
+        crate::db::cached::cached(SESSION_STATE_BOUND.as_str(), (user, session, user))
             .get_result(conn)
             .await?;
-    Ok(row.into())
+    let key = (tenant, user);
+    let (permissions, permanent) = match cached_grant(grants, key, &state) {
+        Some(hit) => hit,
+        None => {
+            let row: GrantedRow = crate::db::cached::cached(GRANTED_BOUND.as_str(), (user,))
+                .get_result(conn)
+                .await?;
+            remember(grants, key, row)
+        }
+    };
+    Ok(access(state, permissions, permanent))
 }
 
-/// The text [`for_session_bound`] sends (`$1`, `$2` and `$4` the user, `$3`
-/// the session), for the benchmark that replays a request's SQL.
-pub fn session_access_bound_sql() -> &'static str {
-    SESSION_ACCESS_BOUND.as_str()
+/// The cached permissions for `state`, when the request may use them. A
+/// disabled user or an ended session needs none: the request is refused.
+fn cached_grant(
+    grants: &GrantCache,
+    key: (Uuid, Uuid),
+    state: &StateRow,
+) -> Option<(PermissionSet, PermissionSet)> {
+    if !(state.enabled && state.live) {
+        return Some(Default::default());
+    }
+    grants.get(key, state.version?, state.at)
+}
+
+fn remember(
+    grants: &GrantCache,
+    key: (Uuid, Uuid),
+    row: GrantedRow,
+) -> (PermissionSet, PermissionSet) {
+    grants.put(key, &row);
+    (
+        row.permissions.into_iter().collect(),
+        row.permanent.into_iter().collect(),
+    )
+}
+
+fn access(state: StateRow, permissions: PermissionSet, permanent: PermissionSet) -> UserAccess {
+    UserAccess {
+        enabled: state.enabled,
+        session_live: state.live,
+        permissions,
+        permanent,
+    }
+}
+
+/// The texts [`for_session_bound`] sends: the statement every request makes
+/// (`$1` and `$3` the user, `$2` the session), and the one made when
+/// [`GrantCache`] has nothing at the version read (`$1` the user), for the
+/// benchmark that replays a request's SQL.
+pub fn session_access_bound_sql() -> (&'static str, &'static str) {
+    (SESSION_STATE_BOUND.as_str(), GRANTED_BOUND.as_str())
 }
 
 /// A user's effective permissions now, whether or not the user is disabled
@@ -320,6 +504,76 @@ pub async fn for_api_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_permissions_round_trip_and_names_outside_the_catalogue_are_not_kept() {
+        let all = PermissionSet::all();
+        assert_eq!(
+            PermissionSet::from_bits(bits_of(&all.to_vec()).unwrap()),
+            all
+        );
+        let one = bits_of(&["tasks:read".to_owned()]).unwrap();
+        assert_eq!(PermissionSet::from_bits(one).to_vec(), ["tasks:read"]);
+        assert_eq!(
+            bits_of(&["tasks:read".to_owned(), "tasks:fly".to_owned()]),
+            None
+        );
+        let cache = GrantCache::default();
+        let key = (Uuid::now_v7(), Uuid::now_v7());
+        cache.put(
+            key,
+            &row(Some(Uuid::nil()), vec!["tasks:fly".to_owned()], None),
+        );
+        assert!(cache.get(key, Uuid::nil(), Utc::now()).is_none());
+        cache.put(key, &row(None, vec!["tasks:read".to_owned()], None));
+        assert!(
+            cache.get(key, Uuid::nil(), Utc::now()).is_none(),
+            "no version"
+        );
+    }
+
+    fn row(
+        version: Option<Uuid>,
+        permissions: Vec<String>,
+        until: Option<DateTime<Utc>>,
+    ) -> GrantedRow {
+        GrantedRow {
+            permanent: permissions.clone(),
+            permissions,
+            version,
+            until,
+        }
+    }
+
+    #[test]
+    fn kept_permissions_serve_only_their_version_user_tenant_and_time() {
+        let cache = GrantCache::default();
+        let (tenant, user, version) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let now = Utc::now();
+        let until = now + chrono::Duration::seconds(60);
+        cache.put(
+            (tenant, user),
+            &row(Some(version), vec!["tasks:read".to_owned()], Some(until)),
+        );
+        let (perms, _) = cache.get((tenant, user), version, now).expect("a hit");
+        assert_eq!(perms.to_vec(), ["tasks:read"]);
+        assert!(
+            cache.get((tenant, user), Uuid::now_v7(), now).is_none(),
+            "another version"
+        );
+        assert!(
+            cache.get((Uuid::now_v7(), user), version, now).is_none(),
+            "another tenant"
+        );
+        assert!(
+            cache.get((tenant, Uuid::now_v7()), version, now).is_none(),
+            "another user"
+        );
+        assert!(
+            cache.get((tenant, user), version, until).is_none(),
+            "an assignment ended"
+        );
+    }
 
     #[test]
     fn catalogue_names_are_resource_action_and_unique() {

@@ -320,7 +320,11 @@ impl RequestCtx {
                     // A query: the check is the first statement of the
                     // request's transaction, which its reads then use.
                     in_scope!(scope.work, |conn| Ok(permissions::for_session_bound(
-                        conn, user, sid
+                        conn,
+                        &self.app.grants,
+                        scope.tenant.id,
+                        user,
+                        sid
                     )
                     .await?))?
                 } else {
@@ -328,7 +332,14 @@ impl RequestCtx {
                     // transaction (the tables named with the tenant's schema),
                     // on the tenant's lane, whose caches know those tables.
                     let mut conn = pool.get_for(slug.as_str()).await?;
-                    permissions::for_session(&mut conn, slug, user, sid).await?
+                    permissions::for_session(
+                        &mut conn,
+                        &self.app.grants,
+                        (scope.tenant.id, slug),
+                        user,
+                        sid,
+                    )
+                    .await?
                 };
                 if !found.enabled {
                     return Err(AppError::Unauthenticated(

@@ -777,3 +777,211 @@ async fn changing_a_role_needs_rights_over_every_role_inheriting_from_it() {
         .await;
     assert_eq!(code(&delete), "CONFLICT", "{delete}");
 }
+
+// Permissions reused between requests (the grant cache): each request reads
+// its tenant's access version, and permissions are reused only at the
+// version just read. These make the changes by hand, in SQL, as another
+// server or an operator would: nothing passes through this server's cache.
+
+/// `myPermissions` as `token`, sorted.
+async fn my_permissions(app: &TestApp, token: &str) -> Vec<String> {
+    let mut mine = permissions(&app.gql().token(token).send(MY_PERMISSIONS, json!({})).await);
+    mine.sort();
+    mine
+}
+
+#[tokio::test]
+async fn reused_permissions_follow_every_role_change_made_anywhere() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant_with_owner("acme", "enterprise").await;
+    let vera = app.member(&owner, "acme", "vera", "viewer").await;
+    let viewer = vec!["members:read", "projects:read", "tasks:read"];
+    assert_eq!(my_permissions(&app, &vera.token).await, viewer);
+    let mut db = app.db().await;
+
+    // A permission given to her role.
+    db.batch_execute(
+        "INSERT INTO tenant_acme.role_permissions (role_id, permission) \
+         SELECT id, 'projects:write' FROM tenant_acme.roles WHERE key = 'viewer'",
+    )
+    .await
+    .unwrap();
+    assert!(
+        my_permissions(&app, &vera.token)
+            .await
+            .contains(&"projects:write".into())
+    );
+    let write = app
+        .gql()
+        .token(&vera.token)
+        .send(CREATE_PROJECT, json!({ "n": "a" }))
+        .await;
+    assert!(write["errors"].is_null(), "a mutation sees it too: {write}");
+
+    // ... and taken away again.
+    db.batch_execute("DELETE FROM tenant_acme.role_permissions WHERE permission = 'projects:write' AND role_id = (SELECT id FROM tenant_acme.roles WHERE key = 'viewer')")
+        .await
+        .unwrap();
+    assert_eq!(my_permissions(&app, &vera.token).await, viewer);
+    let write = app
+        .gql()
+        .token(&vera.token)
+        .send(CREATE_PROJECT, json!({ "n": "b" }))
+        .await;
+    assert_eq!(code(&write), "FORBIDDEN", "{write}");
+
+    // Her role made to inherit from another: she gains what it holds.
+    db.batch_execute(
+        "UPDATE tenant_acme.roles SET parent_id = (SELECT id FROM tenant_acme.roles WHERE key = 'admin') \
+         WHERE key = 'viewer'; \
+         UPDATE tenant_acme.roles SET parent_id = NULL WHERE key = 'member'",
+    )
+    .await
+    .unwrap();
+    assert!(
+        my_permissions(&app, &vera.token)
+            .await
+            .contains(&"audit:read".into())
+    );
+
+    // Her assignment removed: nothing left.
+    db.batch_execute(&format!(
+        "DELETE FROM tenant_acme.role_assignments WHERE user_id = '{}'",
+        vera.user_id
+    ))
+    .await
+    .unwrap();
+    assert!(my_permissions(&app, &vera.token).await.is_empty());
+    let read = app.gql().token(&vera.token).send(PROJECTS, json!({})).await;
+    assert_eq!(code(&read), "FORBIDDEN", "{read}");
+}
+
+#[tokio::test]
+async fn an_uncommitted_or_rolled_back_role_change_grants_nothing() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant_with_owner("acme", "enterprise").await;
+    let vera = app.member(&owner, "acme", "vera", "viewer").await;
+    let viewer = my_permissions(&app, &vera.token).await;
+    let grant = "INSERT INTO tenant_acme.role_permissions (role_id, permission) \
+                 SELECT id, 'audit:read' FROM tenant_acme.roles WHERE key = 'viewer'";
+
+    // Rolled back: never seen, and what a request cached before stays right.
+    let mut db = app.db().await;
+    db.batch_execute(&format!("BEGIN; {grant}; ROLLBACK"))
+        .await
+        .unwrap();
+    assert_eq!(my_permissions(&app, &vera.token).await, viewer);
+
+    // Open: not seen while it is open (its version is not either) ...
+    db.batch_execute(&format!("BEGIN; {grant}")).await.unwrap();
+    assert_eq!(my_permissions(&app, &vera.token).await, viewer);
+    let audit = app
+        .gql()
+        .token(&vera.token)
+        .send("{ auditEvents(first: 1) { edges { cursor } } }", json!({}))
+        .await;
+    assert_eq!(code(&audit), "FORBIDDEN", "{audit}");
+    // ... and seen by the first request after it commits.
+    db.batch_execute("COMMIT").await.unwrap();
+    assert!(
+        my_permissions(&app, &vera.token)
+            .await
+            .contains(&"audit:read".into())
+    );
+}
+
+#[tokio::test]
+async fn an_assignment_ending_between_requests_stops_granting_with_no_write() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant_with_owner("acme", "enterprise").await;
+    let vera = app.member(&owner, "acme", "vera", "viewer").await;
+    let member = role_id(&app, &owner, "member").await;
+    let soon = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let body = assign(
+        &app,
+        &owner,
+        &vera.user_id,
+        &member,
+        json!(soon.to_rfc3339()),
+    )
+    .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let write = app
+        .gql()
+        .token(&vera.token)
+        .send(CREATE_PROJECT, json!({ "n": "ok" }))
+        .await;
+    assert!(write["errors"].is_null(), "granted while it lasts: {write}");
+    assert!(
+        my_permissions(&app, &vera.token)
+            .await
+            .contains(&"projects:write".into())
+    );
+    // Nothing is written: the assignment simply ends.
+    let left = soon - chrono::Utc::now() + chrono::Duration::milliseconds(500);
+    tokio::time::sleep(left.to_std().unwrap_or_default()).await;
+    assert!(
+        !my_permissions(&app, &vera.token)
+            .await
+            .contains(&"projects:write".into())
+    );
+    let write = app
+        .gql()
+        .token(&vera.token)
+        .send(CREATE_PROJECT, json!({ "n": "late" }))
+        .await;
+    assert_eq!(code(&write), "FORBIDDEN", "{write}");
+}
+
+#[tokio::test]
+async fn a_clones_role_changes_never_reach_the_tenant_it_was_cloned_from() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant_with_owner("alpha", "enterprise").await;
+    let vera = app.member(&owner, "alpha", "vera", "viewer").await;
+    let viewer = my_permissions(&app, &vera.token).await;
+    let made = app
+        .gql()
+        .admin()
+        .send(
+            "mutation($i: CloneTenantInput!) { cloneTenant(input: $i) { tenant { slug } } }",
+            json!({ "i": { "from": "alpha", "to": "beta" } }),
+        )
+        .await;
+    assert!(made["errors"].is_null(), "{made}");
+    // The same user, the same roles and the same access version in both.
+    let vera_beta = app
+        .login("beta", "vera@alpha.test", "password-123")
+        .await
+        .unwrap();
+    assert_eq!(my_permissions(&app, &vera_beta).await, viewer);
+    let mut db = app.db().await;
+    db.batch_execute(
+        "INSERT INTO tenant_beta.role_permissions (role_id, permission) \
+         SELECT id, 'audit:read' FROM tenant_beta.roles WHERE key = 'viewer'",
+    )
+    .await
+    .unwrap();
+    assert!(
+        my_permissions(&app, &vera_beta)
+            .await
+            .contains(&"audit:read".into())
+    );
+    assert_eq!(
+        my_permissions(&app, &vera.token).await,
+        viewer,
+        "alpha keeps its own"
+    );
+    // And the other way round.
+    db.batch_execute(&format!(
+        "DELETE FROM tenant_alpha.role_assignments WHERE user_id = '{}'",
+        vera.user_id
+    ))
+    .await
+    .unwrap();
+    assert!(my_permissions(&app, &vera.token).await.is_empty());
+    assert!(
+        my_permissions(&app, &vera_beta)
+            .await
+            .contains(&"audit:read".into())
+    );
+}

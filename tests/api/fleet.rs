@@ -284,7 +284,7 @@ async fn the_cli_dry_run_lists_what_each_tenant_would_get() {
     let out = String::from_utf8_lossy(&dry.stdout);
     assert!(dry.status.success(), "{dry:?}");
     assert!(
-        out.contains("alpha") && out.contains("0002_identity_and_access"),
+        out.contains("alpha") && out.contains(TEMPLATE[TEMPLATE.len() - 1].name),
         "{out}"
     );
     assert!(!out.contains("bravo"), "{out}");

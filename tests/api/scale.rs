@@ -275,7 +275,7 @@ async fn concurrent_creates_share_the_pool_without_waiting_or_doubling() {
             &format!("SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'tenant_{slug}'"),
         )
         .await;
-        assert_eq!(tables, 14, "{slug}");
+        assert_eq!(tables, 15, "{slug}");
     }
     // The same slug twice, with the pool refilled: one tenant, one CONFLICT,
     // and the loser's claimed pool entry goes back (its transaction rolled back).
