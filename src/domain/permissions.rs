@@ -220,8 +220,8 @@ impl GrantCache {
         version: Uuid,
         at: DateTime<Utc>,
     ) -> Option<(PermissionSet, PermissionSet)> {
-        let map = lock(&self.map);
-        let grant = map.get(&(tenant, user))?;
+        // Copied out, so the lock is not held while the sets are built.
+        let grant = *lock(&self.map).get(&(tenant, user))?;
         (grant.version == version && grant.until.is_none_or(|until| at < until)).then(|| {
             (
                 PermissionSet::from_bits(grant.permissions),

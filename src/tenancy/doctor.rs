@@ -154,7 +154,7 @@ const DESCRIBE: &str = "\
                       pg_get_function_identity_arguments(p.oid), md5(p.prosrc)) \
         FROM pg_proc p JOIN s ON s.oid = p.pronamespace \
       UNION ALL \
-        SELECT s.nspname, format('trigger %s', pg_get_triggerdef(t.oid)) \
+        SELECT s.nspname, format('trigger %s (enabled: %s)', pg_get_triggerdef(t.oid), t.tgenabled) \
         FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN s ON s.oid = c.relnamespace \
         WHERE NOT t.tgisinternal \
       UNION ALL \

@@ -1,6 +1,6 @@
 //! The warm pool: tenant schemas made ahead of time.
 //!
-//! Running the tenant template (14 tables, their indexes, the seeded roles)
+//! Running the tenant template (15 tables, their indexes, the seeded roles)
 //! and creating the tenant's database role is most of what `createTenant`
 //! costs: tens of milliseconds of catalog writes. The pool does that work in
 //! the background, in schemas named `pool_<12 hex digits>` with a role of the

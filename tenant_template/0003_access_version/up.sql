@@ -33,9 +33,11 @@ CREATE TRIGGER role_assignments_bump_access_version
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON role_assignments
     FOR EACH STATEMENT EXECUTE FUNCTION bump_access_version();
 
--- Fire under logical replication and session_replication_role = replica
--- too: a change that skipped them would leave servers using permissions
--- the roles no longer give.
+-- Fire with session_replication_role = replica too: a change that skipped
+-- them would leave servers using permissions the roles no longer give.
+-- (Logical replication's apply worker fires no statement triggers at all:
+-- a subscriber gets the publisher's new version with the change, as long
+-- as access_version is published with the role tables.)
 ALTER TABLE roles ENABLE ALWAYS TRIGGER roles_bump_access_version;
 ALTER TABLE role_permissions ENABLE ALWAYS TRIGGER role_permissions_bump_access_version;
 ALTER TABLE role_assignments ENABLE ALWAYS TRIGGER role_assignments_bump_access_version;

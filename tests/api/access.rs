@@ -948,7 +948,8 @@ async fn a_clones_role_changes_never_reach_the_tenant_it_was_cloned_from() {
         )
         .await;
     assert!(made["errors"].is_null(), "{made}");
-    // The same user, the same roles and the same access version in both.
+    // The same user and the same roles in both (the clone's access version is its own:
+    // copying its roles in replaced it).
     let vera_beta = app
         .login("beta", "vera@alpha.test", "password-123")
         .await

@@ -133,6 +133,30 @@ async fn finds_drift_from_the_template_and_references_across_schemas() {
 }
 
 #[tokio::test]
+async fn finds_an_access_version_trigger_disabled_or_no_longer_always() {
+    let app = two_tenants().await;
+    // Servers reuse permissions until the version changes: a trigger that no
+    // longer fires would let them keep permissions the roles took away.
+    run(
+        &app,
+        "ALTER TABLE tenant_alpha.role_assignments DISABLE TRIGGER role_assignments_bump_access_version; \
+         ALTER TABLE tenant_beta.roles ENABLE TRIGGER roles_bump_access_version",
+    )
+    .await;
+    let report = report(&app).await;
+    let drift = of(&report, "template version").join("\n");
+    assert!(
+        drift.contains("alpha: schema differs")
+            && drift.contains("role_assignments_bump_access_version"),
+        "{drift}"
+    );
+    assert!(
+        drift.contains("beta: schema differs") && drift.contains("roles_bump_access_version"),
+        "{drift}"
+    );
+}
+
+#[tokio::test]
 async fn finds_a_schema_emptied_of_everything() {
     let app = two_tenants().await;
     run(
