@@ -790,6 +790,27 @@ async fn my_permissions(app: &TestApp, token: &str) -> Vec<String> {
     mine
 }
 
+/// A tenant `slug` whose owner added vera as a viewer: the app, the owner's
+/// token, vera, and her permissions then.
+async fn with_viewer(slug: &str) -> (TestApp, String, crate::common::SignedIn, Vec<String>) {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant_with_owner(slug, "enterprise").await;
+    let vera = app.member(&owner, slug, "vera", "viewer").await;
+    let viewer = my_permissions(&app, &vera.token).await;
+    (app, owner, vera, viewer)
+}
+
+/// Removes every role `user` holds in `schema`, by hand.
+async fn unassign_all(app: &TestApp, schema: &str, user: &str) {
+    app.db()
+        .await
+        .batch_execute(&format!(
+            "DELETE FROM {schema}.role_assignments WHERE user_id = '{user}'"
+        ))
+        .await
+        .unwrap();
+}
+
 /// Whether `token`'s `myPermissions` holds `permission`.
 async fn holds(app: &TestApp, token: &str, permission: &str) -> bool {
     my_permissions(app, token)
@@ -812,11 +833,8 @@ async fn grant_viewer(app: &TestApp, schema: &str, permission: &str) {
 
 #[tokio::test]
 async fn reused_permissions_follow_every_role_change_made_anywhere() {
-    let app = TestApp::spawn().await;
-    let owner = app.tenant_with_owner("acme", "enterprise").await;
-    let vera = app.member(&owner, "acme", "vera", "viewer").await;
-    let viewer = vec!["members:read", "projects:read", "tasks:read"];
-    assert_eq!(my_permissions(&app, &vera.token).await, viewer);
+    let (app, _owner, vera, viewer) = with_viewer("acme").await;
+    assert_eq!(viewer, ["members:read", "projects:read", "tasks:read"]);
     let mut db = app.db().await;
 
     // A permission given to her role.
@@ -852,12 +870,7 @@ async fn reused_permissions_follow_every_role_change_made_anywhere() {
     assert!(holds(&app, &vera.token, "audit:read").await);
 
     // Her assignment removed: nothing left.
-    db.batch_execute(&format!(
-        "DELETE FROM tenant_acme.role_assignments WHERE user_id = '{}'",
-        vera.user_id
-    ))
-    .await
-    .unwrap();
+    unassign_all(&app, "tenant_acme", &vera.user_id).await;
     assert!(my_permissions(&app, &vera.token).await.is_empty());
     let read = app.gql().token(&vera.token).send(PROJECTS, json!({})).await;
     assert_eq!(code(&read), "FORBIDDEN", "{read}");
@@ -865,10 +878,7 @@ async fn reused_permissions_follow_every_role_change_made_anywhere() {
 
 #[tokio::test]
 async fn an_uncommitted_or_rolled_back_role_change_grants_nothing() {
-    let app = TestApp::spawn().await;
-    let owner = app.tenant_with_owner("acme", "enterprise").await;
-    let vera = app.member(&owner, "acme", "vera", "viewer").await;
-    let viewer = my_permissions(&app, &vera.token).await;
+    let (app, _owner, vera, viewer) = with_viewer("acme").await;
     let grant = "INSERT INTO tenant_acme.role_permissions (role_id, permission) \
                  SELECT id, 'audit:read' FROM tenant_acme.roles WHERE key = 'viewer'";
 
@@ -895,9 +905,7 @@ async fn an_uncommitted_or_rolled_back_role_change_grants_nothing() {
 
 #[tokio::test]
 async fn an_assignment_ending_between_requests_stops_granting_with_no_write() {
-    let app = TestApp::spawn().await;
-    let owner = app.tenant_with_owner("acme", "enterprise").await;
-    let vera = app.member(&owner, "acme", "vera", "viewer").await;
+    let (app, owner, vera, _) = with_viewer("acme").await;
     let member = role_id(&app, &owner, "member").await;
     let soon = chrono::Utc::now() + chrono::Duration::seconds(2);
     let body = assign(
@@ -930,10 +938,7 @@ async fn an_assignment_ending_between_requests_stops_granting_with_no_write() {
 
 #[tokio::test]
 async fn a_clones_role_changes_never_reach_the_tenant_it_was_cloned_from() {
-    let app = TestApp::spawn().await;
-    let owner = app.tenant_with_owner("alpha", "enterprise").await;
-    let vera = app.member(&owner, "alpha", "vera", "viewer").await;
-    let viewer = my_permissions(&app, &vera.token).await;
+    let (app, _owner, vera, viewer) = with_viewer("alpha").await;
     let made = app
         .gql()
         .admin()
@@ -950,7 +955,6 @@ async fn a_clones_role_changes_never_reach_the_tenant_it_was_cloned_from() {
         .await
         .unwrap();
     assert_eq!(my_permissions(&app, &vera_beta).await, viewer);
-    let mut db = app.db().await;
     grant_viewer(&app, "tenant_beta", "audit:read").await;
     assert!(holds(&app, &vera_beta, "audit:read").await);
     assert_eq!(
@@ -959,12 +963,7 @@ async fn a_clones_role_changes_never_reach_the_tenant_it_was_cloned_from() {
         "alpha keeps its own"
     );
     // And the other way round.
-    db.batch_execute(&format!(
-        "DELETE FROM tenant_alpha.role_assignments WHERE user_id = '{}'",
-        vera.user_id
-    ))
-    .await
-    .unwrap();
+    unassign_all(&app, "tenant_alpha", &vera.user_id).await;
     assert!(my_permissions(&app, &vera.token).await.is_empty());
     assert!(holds(&app, &vera_beta, "audit:read").await);
 }
