@@ -317,8 +317,9 @@ impl RequestCtx {
                 let (user, sid) = (claims.sub, claims.sid);
                 let slug = &scope.bind.slug;
                 let found = if self.shared.is_some() {
-                    // A query: the check is the first statement of the
-                    // request's transaction, which its reads then use.
+                    // A query: the check opens the request's transaction,
+                    // which its reads then use (one statement, two when the
+                    // user's roles must be walked again).
                     in_scope!(scope.work, |conn| Ok(permissions::for_session_bound(
                         conn,
                         &self.app.grants,
@@ -328,9 +329,10 @@ impl RequestCtx {
                     )
                     .await?))?
                 } else {
-                    // A mutation: one statement on its own, outside any
-                    // transaction (the tables named with the tenant's schema),
-                    // on the tenant's lane, whose caches know those tables.
+                    // A mutation: one statement on its own (two when the
+                    // roles are walked again), outside any transaction (the
+                    // tables named with the tenant's schema), on the tenant's
+                    // lane, whose caches know those tables.
                     let mut conn = pool.get_for(slug.as_str()).await?;
                     permissions::for_session(
                         &mut conn,
