@@ -212,6 +212,13 @@ struct Grant {
 }
 
 impl GrantCache {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(Uuid, Uuid), Grant>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// `user`'s permissions in `tenant`, if computed at `version` and none
     /// of the assignments counted had ended at `at` (the database's clock).
     fn get(
@@ -221,7 +228,7 @@ impl GrantCache {
         at: DateTime<Utc>,
     ) -> Option<(PermissionSet, PermissionSet)> {
         // Copied out, so the lock is not held while the sets are built.
-        let grant = *lock(&self.map).get(&(tenant, user))?;
+        let grant = *self.map().get(&(tenant, user))?;
         (grant.version == version && grant.until.is_none_or(|until| at < until)).then(|| {
             (
                 PermissionSet::from_bits(grant.permissions),
@@ -241,7 +248,7 @@ impl GrantCache {
             // only by walking the roles each time, as before.
             return;
         };
-        let mut map = lock(&self.map);
+        let mut map = self.map();
         if map.len() >= MAX_GRANTS && !map.contains_key(&key) {
             // A tenth go (whichever come first): one burst of new users
             // does not empty the cache.
@@ -260,11 +267,6 @@ impl GrantCache {
             },
         );
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding this lock cannot leave the map inconsistent.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 // A kept permission set is a bit per catalogue entry.
@@ -319,18 +321,12 @@ pub async fn for_session(
         .bind::<SqlUuid, _>(user)
         .get_result(conn)
         .await?;
-    let key = (tenant, user);
-    let (permissions, permanent) = match cached_grant(grants, key, &state) {
-        Some(hit) => hit,
-        None => {
-            let row: GrantedRow = diesel::sql_query(granted_sql(&s))
-                .bind::<SqlUuid, _>(user)
-                .get_result(conn)
-                .await?;
-            remember(grants, key, row)
-        }
-    };
-    Ok(access(state, permissions, permanent))
+    access(grants, (tenant, user), state, || {
+        diesel::sql_query(granted_sql(&s))
+            .bind::<SqlUuid, _>(user)
+            .get_result(conn)
+    })
+    .await
 }
 
 /// [`for_session`] on a connection bound to the tenant (its search_path
@@ -346,51 +342,46 @@ pub async fn for_session_bound(
         crate::db::cached::cached(SESSION_STATE_BOUND.as_str(), (user, session, user))
             .get_result(conn)
             .await?;
-    let key = (tenant, user);
-    let (permissions, permanent) = match cached_grant(grants, key, &state) {
-        Some(hit) => hit,
+    access(grants, (tenant, user), state, || {
+        crate::db::cached::cached(GRANTED_BOUND.as_str(), (user,)).get_result(conn)
+    })
+    .await
+}
+
+/// What `state` allows `key` (tenant, user): the kept permissions when they
+/// may be used, otherwise `walk`'s, kept for next time. A disabled user or
+/// an ended session needs none: the request is refused.
+async fn access<F>(
+    grants: &GrantCache,
+    key: (Uuid, Uuid),
+    state: StateRow,
+    walk: impl FnOnce() -> F,
+) -> QueryResult<UserAccess>
+where
+    F: Future<Output = QueryResult<GrantedRow>>,
+{
+    let kept = if state.enabled && state.live {
+        state.version.and_then(|v| grants.get(key, v, state.at))
+    } else {
+        Some(Default::default())
+    };
+    let (permissions, permanent) = match kept {
+        Some(kept) => kept,
         None => {
-            let row: GrantedRow = crate::db::cached::cached(GRANTED_BOUND.as_str(), (user,))
-                .get_result(conn)
-                .await?;
-            remember(grants, key, row)
+            let row = walk().await?;
+            grants.put(key, &row);
+            (
+                row.permissions.into_iter().collect(),
+                row.permanent.into_iter().collect(),
+            )
         }
     };
-    Ok(access(state, permissions, permanent))
-}
-
-/// The cached permissions for `state`, when the request may use them. A
-/// disabled user or an ended session needs none: the request is refused.
-fn cached_grant(
-    grants: &GrantCache,
-    key: (Uuid, Uuid),
-    state: &StateRow,
-) -> Option<(PermissionSet, PermissionSet)> {
-    if !(state.enabled && state.live) {
-        return Some(Default::default());
-    }
-    grants.get(key, state.version?, state.at)
-}
-
-fn remember(
-    grants: &GrantCache,
-    key: (Uuid, Uuid),
-    row: GrantedRow,
-) -> (PermissionSet, PermissionSet) {
-    grants.put(key, &row);
-    (
-        row.permissions.into_iter().collect(),
-        row.permanent.into_iter().collect(),
-    )
-}
-
-fn access(state: StateRow, permissions: PermissionSet, permanent: PermissionSet) -> UserAccess {
-    UserAccess {
+    Ok(UserAccess {
         enabled: state.enabled,
         session_live: state.live,
         permissions,
         permanent,
-    }
+    })
 }
 
 /// The texts [`for_session_bound`] sends: the statement every request makes

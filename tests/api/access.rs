@@ -840,12 +840,8 @@ async fn reused_permissions_follow_every_role_change_made_anywhere() {
     // A permission given to her role.
     grant_viewer(&app, "tenant_acme", "projects:write").await;
     assert!(holds(&app, &vera.token, "projects:write").await);
-    let write = app
-        .gql()
-        .token(&vera.token)
-        .send(CREATE_PROJECT, json!({ "n": "a" }))
-        .await;
-    assert!(write["errors"].is_null(), "a mutation sees it too: {write}");
+    // A mutation sees it too (`create_project` fails the test otherwise).
+    app.create_project(&vera.token, "a").await;
 
     // ... and taken away again.
     db.batch_execute("DELETE FROM tenant_acme.role_permissions WHERE permission = 'projects:write' AND role_id = (SELECT id FROM tenant_acme.roles WHERE key = 'viewer')")
@@ -917,12 +913,8 @@ async fn an_assignment_ending_between_requests_stops_granting_with_no_write() {
     )
     .await;
     assert!(body["errors"].is_null(), "{body}");
-    let write = app
-        .gql()
-        .token(&vera.token)
-        .send(CREATE_PROJECT, json!({ "n": "ok" }))
-        .await;
-    assert!(write["errors"].is_null(), "granted while it lasts: {write}");
+    // Granted while it lasts (`create_project` fails the test otherwise).
+    app.create_project(&vera.token, "ok").await;
     assert!(holds(&app, &vera.token, "projects:write").await);
     // Nothing is written: the assignment simply ends.
     let left = soon - chrono::Utc::now() + chrono::Duration::milliseconds(500);
