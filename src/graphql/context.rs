@@ -406,7 +406,7 @@ pub trait ContextExt {
     fn req(&self) -> AppResult<&RequestCtx>;
 }
 
-impl ContextExt for async_graphql::Context<'_> {
+impl<T> ContextExt for async_graphql::ContextBase<'_, T> {
     fn req(&self) -> AppResult<&RequestCtx> {
         self.data::<RequestCtx>()
             .map_err(|_| AppError::internal(anyhow::anyhow!("request context missing")))

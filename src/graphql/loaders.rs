@@ -56,6 +56,25 @@ impl PrefetchedUsers {
         self.lock().get(&id).cloned()
     }
 
+    /// The users with these ids (repeats allowed) that were fetched, and
+    /// the ids that were not.
+    pub fn several(&self, ids: &[Uuid]) -> (HashMap<Uuid, User>, Vec<Uuid>) {
+        let fetched = self.lock();
+        let (mut found, mut missing) = (HashMap::new(), Vec::new());
+        for id in ids {
+            if found.contains_key(id) || missing.contains(id) {
+                continue;
+            }
+            match fetched.get(id) {
+                Some(user) => {
+                    found.insert(*id, user.clone());
+                }
+                None => missing.push(*id),
+            }
+        }
+        (found, missing)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, User>> {
         // A panic while holding this lock cannot leave the map inconsistent.
         self.0.lock().unwrap_or_else(|p| p.into_inner())

@@ -9,6 +9,7 @@ pub mod loaders;
 pub mod pagination;
 pub mod projects;
 pub mod sessions;
+pub mod task_page;
 pub mod tasks;
 pub mod teams;
 pub mod tenants;

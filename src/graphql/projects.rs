@@ -5,11 +5,11 @@ use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result, Si
 use chrono::{DateTime, Utc};
 
 use crate::domain::projects::{self, Project, ProjectChanges};
-use crate::domain::tasks::Task;
 use crate::error::AppError;
 use crate::graphql::context::ContextExt as _;
 use crate::graphql::loaders::{ProjectTaskCountKey, ProjectTasksKey, load_error};
 use crate::graphql::pagination::{after_id, connection, page_size, parse_id};
+use crate::graphql::task_page::TaskPage;
 use crate::graphql::tasks::{TaskConnectionFields, TaskStatus, TaskTotal};
 use crate::in_scope;
 
@@ -43,7 +43,7 @@ impl Project {
         first: Option<i32>,
         after: Option<String>,
         status: Option<TaskStatus>,
-    ) -> Result<Connection<String, Task, TaskConnectionFields>> {
+    ) -> Result<TaskPage> {
         let req = ctx.req()?;
         let (scope, access) = req.require("tasks:read").await?;
         // Asked for each task's assignee (a dashboard): fetch them with the
@@ -78,13 +78,13 @@ impl Project {
             project_id: self.id,
             status,
         });
-        Ok(connection(
+        Ok(TaskPage(connection(
             rows,
             more,
             after.is_some(),
             |t| t.id.to_string(),
             TaskConnectionFields(total),
-        ))
+        )))
     }
 }
 

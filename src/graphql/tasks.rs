@@ -1,6 +1,5 @@
 //! Tasks inside projects.
 
-use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -11,6 +10,7 @@ use crate::error::AppError;
 use crate::graphql::context::ContextExt as _;
 use crate::graphql::loaders::{ProjectKey, ProjectTaskCountKey, UserKey, load_error};
 use crate::graphql::pagination::{after_id, connection, page_size, parse_id};
+use crate::graphql::task_page::TaskPage;
 use crate::in_scope;
 
 /// Where a task is in its life.
@@ -34,7 +34,8 @@ impl TaskStatus {
         }
     }
 
-    fn from_db(value: &str) -> Self {
+    /// The status a stored value names.
+    pub fn from_db(value: &str) -> Self {
         match value {
             "in_progress" => Self::InProgress,
             "done" => Self::Done,
@@ -198,7 +199,7 @@ impl TasksQuery {
         project_id: Option<ID>,
         status: Option<TaskStatus>,
         assignee_id: Option<ID>,
-    ) -> Result<Connection<String, Task, TaskConnectionFields>> {
+    ) -> Result<TaskPage> {
         let req = ctx.req()?;
         let (scope, _) = req.require("tasks:read").await?;
         let first = page_size(first)?;
@@ -218,13 +219,13 @@ impl TasksQuery {
             conn, &filter, first, after
         )
         .await?))?;
-        Ok(connection(
+        Ok(TaskPage(connection(
             rows,
             more,
             after.is_some(),
             |t| t.id.to_string(),
             TaskConnectionFields(TaskTotal::Filter(filter)),
-        ))
+        )))
     }
 }
 

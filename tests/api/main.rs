@@ -15,5 +15,6 @@ mod provisioning;
 mod scale;
 mod sessions;
 mod sign_in;
+mod task_pages;
 mod tenant_cache;
 mod transfer;

@@ -1,0 +1,341 @@
+//! Task pages answered in one walk of the query, without a future per field.
+//!
+//! async-graphql resolves every field of every object as a boxed future,
+//! polled through a `FuturesUnordered`. A dashboard's page of 10 projects ×
+//! 20 tasks with their assignees is about 2,000 such fields, and that
+//! machinery was half of the server's CPU under R1 (BENCHMARKS.md, "Task pages
+//! without a future per field"). A page's tasks, and the assignees fetched
+//! with it, are already in memory, so [`TaskPage`] answers the fields it knows
+//! from them directly. Everything else goes to async-graphql's own executor:
+//! a connection field that needs the database (`totalCount`) is resolved by
+//! the connection's resolver; anything deeper it does not know (a task's
+//! `project`, an assignee's `roles`, an assignee the loader cannot find, a
+//! refused `members:read`, a field directive, a repeated response key, a
+//! fragment on another type) hands the whole page back to the executor, which
+//! gives exactly the answer and errors it always gave.
+//!
+//! The schema has no extensions (`graphql::schema`); one that hooks every
+//! field's resolution would not see the fields answered here.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use async_graphql::connection::{Connection, Edge, EmptyFields, PageInfo};
+use async_graphql::indexmap::IndexMap;
+use async_graphql::parser::types::{Field, FragmentDefinition, Selection, SelectionSet};
+use async_graphql::registry::Registry;
+use async_graphql::{
+    ContainerType, ContextSelectionSet, InputType, Name, OutputType, Positioned, ScalarType,
+    ServerResult, Value,
+};
+use uuid::Uuid;
+
+use crate::domain::tasks::Task;
+use crate::domain::users::User;
+use crate::graphql::context::ContextExt as _;
+use crate::graphql::loaders::UserKey;
+use crate::graphql::tasks::{TaskConnectionFields, TaskStatus};
+
+type Inner = Connection<String, Task, TaskConnectionFields>;
+type TaskEdge = Edge<String, Task, EmptyFields>;
+
+/// A page of tasks: `TaskConnection` in the schema, answered from memory
+/// where it can be (see the module's comment).
+pub struct TaskPage(pub Inner);
+
+impl OutputType for TaskPage {
+    fn type_name() -> Cow<'static, str> {
+        Inner::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        Inner::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        match self.answer_from_memory(ctx).await? {
+            Some(value) => Ok(value),
+            None => self.0.resolve(ctx, field).await,
+        }
+    }
+}
+
+/// One selected field of the connection, in the order asked.
+enum Slot<'q> {
+    /// Answered from memory.
+    Value(Name, Value),
+    /// Left to the connection's resolver (a field that needs the database).
+    Resolver(&'q Positioned<Field>),
+}
+
+impl TaskPage {
+    /// The page's value, or `None` when some field needs the executor.
+    async fn answer_from_memory(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+    ) -> ServerResult<Option<Value>> {
+        let fragments = &ctx.query_env.fragments;
+        let Some(fields) = fields_of(&ctx.item.node, fragments, &Self::type_name()) else {
+            return Ok(None);
+        };
+        // The assignees: the executor checks `members:read` for each task
+        // that has one; here it is checked once, and a refusal (an error
+        // on each such task) is left to the executor to report.
+        let tasks = self.0.edges.iter().map(|edge| &edge.node);
+        let assigned: Vec<Uuid> = tasks.filter_map(|task| task.assignee_id).collect();
+        let users = if !assigned.is_empty() && asks_assignee(&fields, fragments) {
+            let Ok(req) = ctx.req() else {
+                return Ok(None);
+            };
+            let Ok((scope, _)) = req.require("members:read").await else {
+                return Ok(None);
+            };
+            // Those not fetched with the page (the tenant's task list
+            // fetches none) come through the loader, as for the executor.
+            let (mut users, missing) = scope.users.several(&assigned);
+            if !missing.is_empty() {
+                let keys = missing.into_iter().map(UserKey);
+                let Ok(loaded) = scope.loader.load_many(keys).await else {
+                    return Ok(None);
+                };
+                users.extend(loaded.into_iter().map(|(key, user)| (key.0, user)));
+            }
+            users
+        } else {
+            HashMap::new()
+        };
+        let page = Plain {
+            fragments,
+            users: &users,
+        };
+
+        let mut slots = Vec::with_capacity(fields.len());
+        for field in fields {
+            let key = field.node.response_key().node.clone();
+            let set = &field.node.selection_set.node;
+            let value = match field.node.name.node.as_str() {
+                "__typename" => Some(Value::String(Self::type_name().into_owned())),
+                "edges" => page.list(self.0.edges.iter(), |edge| page.edge(edge, set)),
+                "nodes" => page.list(self.0.edges.iter(), |edge| page.task(&edge.node, set)),
+                "pageInfo" => page.page_info(&self.0, set),
+                _ => {
+                    slots.push(Slot::Resolver(field));
+                    continue;
+                }
+            };
+            let Some(value) = value else {
+                return Ok(None);
+            };
+            slots.push(Slot::Value(key, value));
+        }
+
+        let mut object = IndexMap::with_capacity(slots.len());
+        for slot in slots {
+            let (key, value) = match slot {
+                Slot::Value(key, value) => (key, value),
+                Slot::Resolver(field) => {
+                    let ctx_field = ctx.with_field(field);
+                    let value = self.0.resolve_field(&ctx_field).await?;
+                    (
+                        field.node.response_key().node.clone(),
+                        value.unwrap_or_default(),
+                    )
+                }
+            };
+            object.insert(key, value);
+        }
+        Ok(Some(Value::Object(object)))
+    }
+}
+
+/// What the walk needs besides the page: the query's fragments and the
+/// assignees fetched with the page.
+struct Plain<'q> {
+    fragments: &'q HashMap<Name, Positioned<FragmentDefinition>>,
+    users: &'q HashMap<Uuid, User>,
+}
+
+impl<'q> Plain<'q> {
+    fn list<T>(
+        &self,
+        items: impl ExactSizeIterator<Item = T>,
+        one: impl Fn(T) -> Option<Value>,
+    ) -> Option<Value> {
+        let mut values = Vec::with_capacity(items.len());
+        for item in items {
+            values.push(one(item)?);
+        }
+        Some(Value::List(values))
+    }
+
+    /// An object of `type_name` whose fields `one` answers by name.
+    fn object(
+        &self,
+        set: &'q SelectionSet,
+        type_name: &str,
+        one: impl Fn(&str, &'q SelectionSet) -> Option<Value>,
+    ) -> Option<Value> {
+        let fields = fields_of(set, self.fragments, type_name)?;
+        let mut object = IndexMap::with_capacity(fields.len());
+        for field in fields {
+            let name = field.node.name.node.as_str();
+            let value = match name {
+                "__typename" => Value::String(type_name.to_owned()),
+                _ => one(name, &field.node.selection_set.node)?,
+            };
+            object.insert(field.node.response_key().node.clone(), value);
+        }
+        Some(Value::Object(object))
+    }
+
+    fn page_info(&self, page: &Inner, set: &'q SelectionSet) -> Option<Value> {
+        let cursor = |edge: Option<&TaskEdge>| {
+            edge.map_or(Value::Null, |edge| Value::String(edge.cursor.clone()))
+        };
+        self.object(set, &PageInfo::type_name(), |name, _| {
+            Some(match name {
+                "hasPreviousPage" => Value::Boolean(page.has_previous_page),
+                "hasNextPage" => Value::Boolean(page.has_next_page),
+                "startCursor" => cursor(page.edges.first()),
+                "endCursor" => cursor(page.edges.last()),
+                _ => return None,
+            })
+        })
+    }
+
+    fn edge(&self, edge: &TaskEdge, set: &'q SelectionSet) -> Option<Value> {
+        self.object(set, &TaskEdge::type_name(), |name, set| match name {
+            "node" => self.task(&edge.node, set),
+            "cursor" => Some(Value::String(edge.cursor.clone())),
+            _ => None,
+        })
+    }
+
+    fn task(&self, task: &Task, set: &'q SelectionSet) -> Option<Value> {
+        self.object(set, &Task::type_name(), |name, set| {
+            Some(match name {
+                "id" => Value::String(task.id.to_string()),
+                "title" => Value::String(task.title.clone()),
+                "status" => InputType::to_value(&TaskStatus::from_db(&task.status)),
+                "dueDate" => task
+                    .due_date
+                    .as_ref()
+                    .map_or(Value::Null, ScalarType::to_value),
+                "createdAt" => ScalarType::to_value(&task.created_at),
+                "updatedAt" => ScalarType::to_value(&task.updated_at),
+                "assignee" => match task.assignee_id {
+                    None => Value::Null,
+                    Some(id) => self.user(self.users.get(&id)?, set)?,
+                },
+                _ => return None,
+            })
+        })
+    }
+
+    fn user(&self, user: &User, set: &'q SelectionSet) -> Option<Value> {
+        self.object(set, &User::type_name(), |name, _| {
+            Some(match name {
+                "id" => Value::String(user.id.to_string()),
+                "email" => Value::String(user.email.clone()),
+                "displayName" => Value::String(user.display_name.clone()),
+                "disabled" => Value::Boolean(user.disabled_at.is_some()),
+                "createdAt" => ScalarType::to_value(&user.created_at),
+                _ => return None,
+            })
+        })
+    }
+}
+
+/// Whether any task of the page is asked for its assignee.
+fn asks_assignee(
+    fields: &[&Positioned<Field>],
+    fragments: &HashMap<Name, Positioned<FragmentDefinition>>,
+) -> bool {
+    let mut tasks = Vec::new();
+    for field in fields {
+        let set = &field.node.selection_set.node;
+        match field.node.name.node.as_str() {
+            "nodes" => tasks.push(set),
+            "edges" => tasks.extend(named(set, fragments, &TaskEdge::type_name(), "node")),
+            _ => {}
+        }
+    }
+    tasks
+        .into_iter()
+        .any(|set| !named(set, fragments, &Task::type_name(), "assignee").is_empty())
+}
+
+/// The selection sets of the fields called `name` in `set`.
+fn named<'q>(
+    set: &'q SelectionSet,
+    fragments: &'q HashMap<Name, Positioned<FragmentDefinition>>,
+    type_name: &str,
+    name: &str,
+) -> Vec<&'q SelectionSet> {
+    let fields = fields_of(set, fragments, type_name).unwrap_or_default();
+    let with_name = fields
+        .into_iter()
+        .filter(|field| field.node.name.node == name);
+    with_name
+        .map(|field| &field.node.selection_set.node)
+        .collect()
+}
+
+/// The fields a selection set asks of an object of `type_name`, fragments
+/// spread in, in the order asked; `None` when the executor must answer: a
+/// field directive (`@skip` and `@include` are gone before execution; any
+/// other is custom), a response key asked twice (the executor merges them),
+/// or a fragment on another type (it would have to know which types
+/// `type_name` belongs to).
+fn fields_of<'q>(
+    set: &'q SelectionSet,
+    fragments: &'q HashMap<Name, Positioned<FragmentDefinition>>,
+    type_name: &str,
+) -> Option<Vec<&'q Positioned<Field>>> {
+    let mut fields = Vec::new();
+    let mut stack = vec![set.items.iter()];
+    while let Some(items) = stack.last_mut() {
+        let Some(selection) = items.next() else {
+            stack.pop();
+            continue;
+        };
+        match &selection.node {
+            Selection::Field(field) => {
+                if !field.node.directives.is_empty() {
+                    return None;
+                }
+                let key = field.node.response_key();
+                if fields
+                    .iter()
+                    .any(|seen: &&Positioned<Field>| seen.node.response_key().node == key.node)
+                {
+                    return None;
+                }
+                fields.push(field);
+            }
+            Selection::FragmentSpread(spread) => {
+                let fragment = fragments.get(&spread.node.fragment_name.node)?;
+                if fragment.node.type_condition.node.on.node != type_name
+                    || !spread.node.directives.is_empty()
+                {
+                    return None;
+                }
+                stack.push(fragment.node.selection_set.node.items.iter());
+            }
+            Selection::InlineFragment(inline) => {
+                let on = inline.node.type_condition.as_ref();
+                if on.is_some_and(|on| on.node.on.node != type_name)
+                    || !inline.node.directives.is_empty()
+                {
+                    return None;
+                }
+                stack.push(inline.node.selection_set.node.items.iter());
+            }
+        }
+    }
+    Some(fields)
+}
