@@ -18,7 +18,9 @@
 //! field's resolution would not see the fields answered here.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use async_graphql::connection::{Connection, Edge, EmptyFields, PageInfo};
 use async_graphql::indexmap::IndexMap;
@@ -57,7 +59,7 @@ impl OutputType for TaskPage {
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
-        match self.answer_from_memory(ctx).await? {
+        match self.answer_from_memory(ctx).await {
             Some(value) => Ok(value),
             None => self.0.resolve(ctx, field).await,
         }
@@ -74,92 +76,113 @@ enum Slot<'q> {
 
 impl TaskPage {
     /// The page's value, or `None` when some field needs the executor.
-    async fn answer_from_memory(
-        &self,
-        ctx: &ContextSelectionSet<'_>,
-    ) -> ServerResult<Option<Value>> {
+    async fn answer_from_memory(&self, ctx: &ContextSelectionSet<'_>) -> Option<Value> {
         let fragments = &ctx.query_env.fragments;
-        let Some(fields) = fields_of(&ctx.item.node, fragments, &Self::type_name()) else {
-            return Ok(None);
-        };
+        let fields = fields_of(&ctx.item.node, fragments, &Self::type_name())?;
         // The assignees: the executor checks `members:read` for each task
         // that has one; here it is checked once, and a refusal (an error
         // on each such task) is left to the executor to report.
         let tasks = self.0.edges.iter().map(|edge| &edge.node);
         let assigned: Vec<Uuid> = tasks.filter_map(|task| task.assignee_id).collect();
         let users = if !assigned.is_empty() && asks_assignee(&fields, fragments) {
-            let Ok(req) = ctx.req() else {
-                return Ok(None);
-            };
-            let Ok((scope, _)) = req.require("members:read").await else {
-                return Ok(None);
-            };
+            let (scope, _) = ctx.req().ok()?.require("members:read").await.ok()?;
             // Those not fetched with the page (the tenant's task list
             // fetches none) come through the loader, as for the executor.
             let (mut users, missing) = scope.users.several(&assigned);
             if !missing.is_empty() {
                 let keys = missing.into_iter().map(UserKey);
-                let Ok(loaded) = scope.loader.load_many(keys).await else {
-                    return Ok(None);
-                };
+                let loaded = scope.loader.load_many(keys).await.ok()?;
                 users.extend(loaded.into_iter().map(|(key, user)| (key.0, user)));
             }
             users
         } else {
             HashMap::new()
         };
+        let slots = self.plain_slots(fields, fragments, &users)?;
+
+        // As the executor does: a field's error is reported and its key
+        // left out; an object left with no key is null.
+        let mut object = IndexMap::with_capacity(slots.len());
+        for slot in slots {
+            match slot {
+                Slot::Value(key, value) => {
+                    object.insert(key, value);
+                }
+                Slot::Resolver(field) => {
+                    let ctx_field = ctx.with_field(field);
+                    match self.0.resolve_field(&ctx_field).await {
+                        Ok(value) => {
+                            let key = field.node.response_key().node.clone();
+                            object.insert(key, value.unwrap_or_default());
+                        }
+                        Err(error) => ctx.add_error(error),
+                    }
+                }
+            }
+        }
+        Some(if object.is_empty() {
+            Value::Null
+        } else {
+            Value::Object(object)
+        })
+    }
+
+    /// The connection's fields in the order asked, those memory answers
+    /// answered; `None` when some field deeper needs the executor.
+    fn plain_slots<'q>(
+        &self,
+        fields: Vec<&'q Positioned<Field>>,
+        fragments: &'q HashMap<Name, Positioned<FragmentDefinition>>,
+        users: &HashMap<Uuid, User>,
+    ) -> Option<Vec<Slot<'q>>> {
         let page = Plain {
             fragments,
-            users: &users,
+            users,
+            asked: RefCell::default(),
         };
-
         let mut slots = Vec::with_capacity(fields.len());
         for field in fields {
             let key = field.node.response_key().node.clone();
             let set = &field.node.selection_set.node;
             let value = match field.node.name.node.as_str() {
-                "__typename" => Some(Value::String(Self::type_name().into_owned())),
-                "edges" => page.list(self.0.edges.iter(), |edge| page.edge(edge, set)),
-                "nodes" => page.list(self.0.edges.iter(), |edge| page.task(&edge.node, set)),
-                "pageInfo" => page.page_info(&self.0, set),
+                "__typename" => Value::String(Self::type_name().into_owned()),
+                "edges" => page.list(self.0.edges.iter(), |edge| page.edge(edge, set))?,
+                "nodes" => page.list(self.0.edges.iter(), |edge| page.task(&edge.node, set))?,
+                "pageInfo" => page.page_info(&self.0, set)?,
                 _ => {
                     slots.push(Slot::Resolver(field));
                     continue;
                 }
             };
-            let Some(value) = value else {
-                return Ok(None);
-            };
             slots.push(Slot::Value(key, value));
         }
-
-        let mut object = IndexMap::with_capacity(slots.len());
-        for slot in slots {
-            let (key, value) = match slot {
-                Slot::Value(key, value) => (key, value),
-                Slot::Resolver(field) => {
-                    let ctx_field = ctx.with_field(field);
-                    let value = self.0.resolve_field(&ctx_field).await?;
-                    (
-                        field.node.response_key().node.clone(),
-                        value.unwrap_or_default(),
-                    )
-                }
-            };
-            object.insert(key, value);
-        }
-        Ok(Some(Value::Object(object)))
+        Some(slots)
     }
 }
 
-/// What the walk needs besides the page: the query's fragments and the
-/// assignees fetched with the page.
-struct Plain<'q> {
+/// What the walk needs besides the page: the query's fragments, the
+/// assignees, and the fields each selection set asks, found once (every
+/// task of a page is asked the same ones).
+struct Plain<'q, 'u> {
     fragments: &'q HashMap<Name, Positioned<FragmentDefinition>>,
-    users: &'q HashMap<Uuid, User>,
+    users: &'u HashMap<Uuid, User>,
+    asked: RefCell<Vec<(&'q SelectionSet, Fields<'q>)>>,
 }
 
-impl<'q> Plain<'q> {
+type Fields<'q> = Rc<[&'q Positioned<Field>]>;
+
+impl<'q> Plain<'q, '_> {
+    /// [`fields_of`] once per selection set.
+    fn fields(&self, set: &'q SelectionSet, type_name: &str) -> Option<Fields<'q>> {
+        let mut asked = self.asked.borrow_mut();
+        if let Some((_, fields)) = asked.iter().find(|(seen, _)| std::ptr::eq(*seen, set)) {
+            return Some(fields.clone());
+        }
+        let fields: Fields<'q> = fields_of(set, self.fragments, type_name)?.into();
+        asked.push((set, fields.clone()));
+        Some(fields)
+    }
+
     fn list<T>(
         &self,
         items: impl ExactSizeIterator<Item = T>,
@@ -179,9 +202,9 @@ impl<'q> Plain<'q> {
         type_name: &str,
         one: impl Fn(&str, &'q SelectionSet) -> Option<Value>,
     ) -> Option<Value> {
-        let fields = fields_of(set, self.fragments, type_name)?;
+        let fields = self.fields(set, type_name)?;
         let mut object = IndexMap::with_capacity(fields.len());
-        for field in fields {
+        for &field in fields.iter() {
             let name = field.node.name.node.as_str();
             let value = match name {
                 "__typename" => Value::String(type_name.to_owned()),
