@@ -57,6 +57,8 @@ pub type StrataSchema = Schema<Query, Mutation, EmptySubscription>;
 /// Builds the schema, with no context data: each request brings its own
 /// [`context::RequestCtx`].
 pub fn schema() -> StrataSchema {
+    // No extensions: task pages are answered without the executor's
+    // per-field hooks (`task_page`), which an extension would rely on.
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)

@@ -38,15 +38,7 @@ async fn seeded(app: &TestApp) -> String {
     ];
     for mut task in tasks {
         task["projectId"] = json!(launch);
-        let made = app
-            .gql()
-            .token(&owner)
-            .send(
-                "mutation($i: CreateTaskInput!) { createTask(input: $i) { task { id } } }",
-                json!({ "i": task }),
-            )
-            .await;
-        assert!(made["errors"].is_null(), "{made}");
+        app.create_task(&owner, task).await;
     }
     owner
 }

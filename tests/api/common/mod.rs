@@ -511,6 +511,23 @@ impl TestApp {
             .unwrap_or_else(|| panic!("createProject: {body}"))
             .to_owned()
     }
+
+    /// Creates a task (`input` is a `CreateTaskInput`) as `token`; returns
+    /// its id.
+    pub async fn create_task(&self, token: &str, input: Value) -> String {
+        let body = self
+            .gql()
+            .token(token)
+            .send(
+                "mutation($i: CreateTaskInput!) { createTask(input: $i) { task { id } } }",
+                json!({ "i": input }),
+            )
+            .await;
+        body["data"]["createTask"]["task"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("createTask: {body}"))
+            .to_owned()
+    }
 }
 
 /// A signed-in user's credentials.
