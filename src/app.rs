@@ -37,6 +37,9 @@ pub struct App {
     /// Wakes the task keeping the warm schema pool filled (a tenant was
     /// just provisioned, likely from the pool).
     pub schema_pool_wake: Arc<tokio::sync::Notify>,
+    /// Task pages answered from memory rather than by the GraphQL executor
+    /// ([`crate::graphql::task_page`]).
+    pub pages_from_memory: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for App {
@@ -75,6 +78,7 @@ impl App {
             schema: crate::graphql::schema(),
             latest_migration: crate::db::latest_migration_version()?,
             schema_pool_wake: Arc::default(),
+            pages_from_memory: Default::default(),
         }))
     }
 }

@@ -6,13 +6,17 @@
 //! machinery was half of the server's CPU under R1 (BENCHMARKS.md, "Task pages
 //! without a future per field"). A page's tasks, and the assignees fetched
 //! with it, are already in memory, so [`TaskPage`] answers the fields it knows
-//! from them directly. Everything else goes to async-graphql's own executor:
-//! a connection field that needs the database (`totalCount`) is resolved by
-//! the connection's resolver; anything deeper it does not know (a task's
-//! `project`, an assignee's `roles`, an assignee the loader cannot find, a
-//! refused `members:read`, a field directive, a repeated response key, a
-//! fragment on another type) hands the whole page back to the executor, which
-//! gives exactly the answer and errors it always gave.
+//! from them directly, as the executor would: the same values, `__typename`s
+//! and nulls, and an object whose every field was skipped is null.
+//!
+//! A connection field that needs the database (`totalCount`) is resolved by
+//! the connection's own resolver. A page asking anything else memory cannot
+//! answer goes to async-graphql's executor whole, before any user is fetched
+//! for it: a task's `project`, an assignee's `roles`, a field with arguments
+//! or a directive, a response key asked twice (the executor merges them), a
+//! fragment on another type. So does a page whose assignees cannot all be
+//! shown (a refused `members:read`, a user the loader does not find or an
+//! error from it), so that the executor reports what it always reported.
 //!
 //! The schema has no extensions (`graphql::schema`); one that hooks every
 //! field's resolution would not see the fields answered here.
@@ -21,6 +25,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 
 use async_graphql::connection::{Connection, Edge, EmptyFields, PageInfo};
 use async_graphql::indexmap::IndexMap;
@@ -79,13 +84,15 @@ impl TaskPage {
     async fn answer_from_memory(&self, ctx: &ContextSelectionSet<'_>) -> Option<Value> {
         let fragments = &ctx.query_env.fragments;
         let fields = fields_of(&ctx.item.node, fragments, &Self::type_name())?;
+        let asks_assignee = shape(&fields, fragments)?;
         // The assignees: the executor checks `members:read` for each task
         // that has one; here it is checked once, and a refusal (an error
         // on each such task) is left to the executor to report.
         let tasks = self.0.edges.iter().map(|edge| &edge.node);
         let assigned: Vec<Uuid> = tasks.filter_map(|task| task.assignee_id).collect();
-        let users = if !assigned.is_empty() && asks_assignee(&fields, fragments) {
-            let (scope, _) = ctx.req().ok()?.require("members:read").await.ok()?;
+        let users = if asks_assignee && !assigned.is_empty() {
+            let req = ctx.req().ok()?;
+            let (scope, _) = req.require("members:read").await.ok()?;
             // Those not fetched with the page (the tenant's task list
             // fetches none) come through the loader, as for the executor.
             let (mut users, missing) = scope.users.several(&assigned);
@@ -120,11 +127,10 @@ impl TaskPage {
                 }
             }
         }
-        Some(if object.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(object)
-        })
+        if let Ok(req) = ctx.req() {
+            req.app.pages_from_memory.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(object_or_null(object))
     }
 
     /// The connection's fields in the order asked, those memory answers
@@ -212,7 +218,7 @@ impl<'q> Plain<'q, '_> {
             };
             object.insert(field.node.response_key().node.clone(), value);
         }
-        Some(Value::Object(object))
+        Some(object_or_null(object))
     }
 
     fn page_info(&self, page: &Inner, set: &'q SelectionSet) -> Option<Value> {
@@ -273,43 +279,78 @@ impl<'q> Plain<'q, '_> {
     }
 }
 
-/// Whether any task of the page is asked for its assignee.
-fn asks_assignee(
+/// What the executor gives for an object: null when every field was
+/// skipped (`@skip`, `@include`).
+fn object_or_null(object: IndexMap<Name, Value>) -> Value {
+    if object.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(object)
+    }
+}
+
+const PAGE_INFO_FIELDS: &[&str] = &["hasPreviousPage", "hasNextPage", "startCursor", "endCursor"];
+const TASK_FIELDS: &[&str] = &["id", "title", "status", "dueDate", "createdAt", "updatedAt"];
+const USER_FIELDS: &[&str] = &["id", "email", "displayName", "disabled", "createdAt"];
+
+/// Whether memory can answer what the page is asked (`None`: it cannot),
+/// and if so, whether any task is asked for its assignee. Checked before
+/// any work, so a page the executor answers costs nothing twice.
+fn shape(
     fields: &[&Positioned<Field>],
     fragments: &HashMap<Name, Positioned<FragmentDefinition>>,
-) -> bool {
-    let mut tasks = Vec::new();
+) -> Option<bool> {
+    let only = |set: &SelectionSet, type_name: &str, known: &[&str]| {
+        let fields = fields_of(set, fragments, type_name)?;
+        let known = |field: &&Positioned<Field>| {
+            let name = field.node.name.node.as_str();
+            name == "__typename" || known.contains(&name)
+        };
+        fields.iter().all(known).then_some(())
+    };
+    let task = |set: &SelectionSet| -> Option<bool> {
+        let mut assignee = false;
+        for field in fields_of(set, fragments, &Task::type_name())? {
+            match field.node.name.node.as_str() {
+                "assignee" => {
+                    only(
+                        &field.node.selection_set.node,
+                        &User::type_name(),
+                        USER_FIELDS,
+                    )?;
+                    assignee = true;
+                }
+                name if name == "__typename" || TASK_FIELDS.contains(&name) => {}
+                _ => return None,
+            }
+        }
+        Some(assignee)
+    };
+    let mut assignee = false;
     for field in fields {
         let set = &field.node.selection_set.node;
         match field.node.name.node.as_str() {
-            "nodes" => tasks.push(set),
-            "edges" => tasks.extend(named(set, fragments, &TaskEdge::type_name(), "node")),
+            "edges" => {
+                for field in fields_of(set, fragments, &TaskEdge::type_name())? {
+                    match field.node.name.node.as_str() {
+                        "node" => assignee |= task(&field.node.selection_set.node)?,
+                        "cursor" | "__typename" => {}
+                        _ => return None,
+                    }
+                }
+            }
+            "nodes" => assignee |= task(set)?,
+            "pageInfo" => only(set, &PageInfo::type_name(), PAGE_INFO_FIELDS)?,
+            // `__typename`, or the connection's resolver's.
             _ => {}
         }
     }
-    tasks
-        .into_iter()
-        .any(|set| !named(set, fragments, &Task::type_name(), "assignee").is_empty())
-}
-
-/// The selection sets of the fields called `name` in `set`.
-fn named<'q>(
-    set: &'q SelectionSet,
-    fragments: &'q HashMap<Name, Positioned<FragmentDefinition>>,
-    type_name: &str,
-    name: &str,
-) -> Vec<&'q SelectionSet> {
-    let fields = fields_of(set, fragments, type_name).unwrap_or_default();
-    let with_name = fields
-        .into_iter()
-        .filter(|field| field.node.name.node == name);
-    with_name
-        .map(|field| &field.node.selection_set.node)
-        .collect()
+    Some(assignee)
 }
 
 /// The fields a selection set asks of an object of `type_name`, fragments
 /// spread in, in the order asked; `None` when the executor must answer: a
+/// field with arguments (none of the fields answered here takes any), a
 /// field directive (`@skip` and `@include` are gone before execution; any
 /// other is custom), a response key asked twice (the executor merges them),
 /// or a fragment on another type (it would have to know which types
@@ -328,7 +369,7 @@ fn fields_of<'q>(
         };
         match &selection.node {
             Selection::Field(field) => {
-                if !field.node.directives.is_empty() {
+                if !field.node.directives.is_empty() || !field.node.arguments.is_empty() {
                     return None;
                 }
                 let key = field.node.response_key();

@@ -1,15 +1,24 @@
 //! Task pages answered from memory (`graphql::task_page`) give what
 //! async-graphql's own executor gives, for each shape a dashboard may ask.
 //!
-//! Each query runs twice: as written, and with a task's `project` asked as
-//! well (`%SLOW%`), a field only the executor answers, so the whole page goes
-//! to it. The two answers must match once that field is taken out.
+//! Each query runs twice: as written, and with a field only the executor
+//! answers put where `%SLOW%` (in a task) or `%SLOW_PAGE%` (in the page)
+//! stands, so the whole page goes to it. The two answers must match once
+//! that field is taken out, and the server's count of pages answered from
+//! memory says which way each went.
+
+use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 
 use crate::common::{TestApp, code};
 
 const PROBE: &str = "slowProbe";
+
+/// Task pages the server answered from memory so far.
+fn from_memory(app: &TestApp) -> u64 {
+    app.app.pages_from_memory.load(Ordering::Relaxed)
+}
 
 /// A tenant with two projects: "Launch" with five tasks (statuses, due
 /// dates and assignees varied: the owner, a member, nobody) and "Empty".
@@ -57,20 +66,31 @@ fn without_probe(value: &Value) -> Value {
     }
 }
 
-/// The answer to `query` from memory, after checking that the executor
-/// gives the same one.
-async fn same_both_ways(app: &TestApp, token: &str, query: &str, variables: Value) -> Value {
+/// The answer to `query` from memory (`pages` task pages), after checking
+/// that the executor gives the same one.
+async fn same_both_ways(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    variables: Value,
+    pages: u64,
+) -> Value {
+    let before = from_memory(app);
+    let fast_query = query.replace("%SLOW%", "").replace("%SLOW_PAGE%", "");
     let fast = app
         .gql()
         .token(token)
-        .send(&query.replace("%SLOW%", ""), variables.clone())
+        .send(&fast_query, variables.clone())
         .await;
-    let probe = format!("{PROBE}: project {{ id }}");
-    let slow = app
-        .gql()
-        .token(token)
-        .send(&query.replace("%SLOW%", &probe), variables)
-        .await;
+    assert_eq!(from_memory(app) - before, pages, "answered from memory");
+    let slow_query = query
+        .replace("%SLOW%", &format!("{PROBE}: project {{ id }}"))
+        .replace(
+            "%SLOW_PAGE%",
+            &format!("{PROBE}: nodes {{ project {{ id }} }}"),
+        );
+    let slow = app.gql().token(token).send(&slow_query, variables).await;
+    assert_eq!(from_memory(app) - before, pages, "the executor's answer");
     assert!(fast["errors"].is_null(), "{fast}");
     assert!(slow["errors"].is_null(), "{slow}");
     assert_ne!(fast, slow, "the probe must be in the executor's answer");
@@ -88,6 +108,7 @@ async fn a_dashboard_page_from_memory_is_what_the_executor_gives() {
         &owner,
         "{ projects(first: 10) { edges { node { id name tasks(first: 20) { edges { node { id title status assignee { id displayName } %SLOW% } } } } } } }",
         json!({}),
+        2,
     )
     .await;
     let projects = dashboard["data"]["projects"]["edges"].as_array().unwrap();
@@ -132,7 +153,7 @@ async fn aliases_fragments_typenames_nodes_page_info_and_counts_match_the_execut
           who: assignee { __typename id email displayName disabled createdAt }
           %SLOW%
         }"#;
-    let page = same_both_ways(&app, &owner, query, json!({})).await;
+    let page = same_both_ways(&app, &owner, query, json!({}), 4).await;
     let launch = &page["data"]["projects"]["nodes"][0];
     let two = &launch["firstTwo"];
     assert_eq!(two["__typename"], "TaskConnection");
@@ -167,9 +188,9 @@ async fn the_tenants_task_list_pages_from_memory_as_the_executor_does() {
     let owner = seeded(&app).await;
     let query = "query($after: String) { tasks(first: 2, after: $after) { totalCount pageInfo { hasPreviousPage hasNextPage endCursor } edges { cursor node { title assignee { email } %SLOW% } } } }";
 
-    let first = same_both_ways(&app, &owner, query, json!({ "after": null })).await;
+    let first = same_both_ways(&app, &owner, query, json!({ "after": null }), 1).await;
     let after = first["data"]["tasks"]["pageInfo"]["endCursor"].clone();
-    let second = same_both_ways(&app, &owner, query, json!({ "after": after })).await;
+    let second = same_both_ways(&app, &owner, query, json!({ "after": after }), 1).await;
     let page = &second["data"]["tasks"];
     assert_eq!(page["pageInfo"]["hasPreviousPage"], true);
     assert_eq!(page["edges"][0]["node"]["title"], "test");
@@ -185,6 +206,8 @@ async fn the_tenants_task_list_pages_from_memory_as_the_executor_does() {
 async fn what_memory_cannot_answer_still_gets_the_executors_answer() {
     let app = TestApp::spawn().await;
     let owner = seeded(&app).await;
+
+    let before = from_memory(&app);
 
     // A response key asked twice: the executor merges the two selections.
     let merged = app
@@ -230,4 +253,25 @@ async fn what_memory_cannot_answer_still_gets_the_executors_answer() {
     let tasks = &peek["data"]["projects"]["nodes"][0]["tasks"]["nodes"];
     assert_eq!(tasks[3]["title"], "ship");
     assert!(tasks[0]["assignee"].is_null());
+    assert_eq!(from_memory(&app), before, "both went to the executor");
+}
+
+#[tokio::test]
+async fn fields_left_out_by_include_and_skip_leave_what_the_executor_leaves() {
+    let app = TestApp::spawn().await;
+    let owner = seeded(&app).await;
+    let query = "query($on: Boolean!) { projects(first: 1) { nodes { tasks(first: 20) { pageInfo { hasNextPage @include(if: $on) } edges { cursor @skip(if: true) node { id @include(if: $on) } } %SLOW_PAGE% } } } }";
+
+    // Every field of an object left out: the executor gives null, even
+    // for a non-null type (async-graphql's way); so does memory.
+    let off = same_both_ways(&app, &owner, query, json!({ "on": false }), 1).await;
+    let page = &off["data"]["projects"]["nodes"][0]["tasks"];
+    assert!(page["pageInfo"].is_null(), "{page}");
+    assert!(page["edges"][0]["node"].is_null(), "{page}");
+    assert!(page["edges"][0].get("cursor").is_none(), "{page}");
+
+    let on = same_both_ways(&app, &owner, query, json!({ "on": true }), 1).await;
+    let page = &on["data"]["projects"]["nodes"][0]["tasks"];
+    assert_eq!(page["pageInfo"]["hasNextPage"], false);
+    assert!(page["edges"][4]["node"]["id"].is_string(), "{page}");
 }
