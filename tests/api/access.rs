@@ -151,12 +151,7 @@ async fn a_viewer_reads_but_cannot_write() {
         .send(PROJECTS, json!({}))
         .await;
     assert_eq!(read["data"]["projects"]["totalCount"], 1, "{read}");
-    let write = app
-        .gql()
-        .token(&viewer.token)
-        .send(CREATE_PROJECT, json!({ "n": "sneaky" }))
-        .await;
-    assert_eq!(code(&write), "FORBIDDEN", "{write}");
+    cannot_write(&app, &viewer.token).await;
     let manage = app
         .gql()
         .token(&viewer.token)
@@ -196,12 +191,7 @@ async fn an_expired_role_assignment_stops_granting() {
     )
     .await
     .unwrap();
-    let write = app
-        .gql()
-        .token(&vera.token)
-        .send(CREATE_PROJECT, json!({ "n": "late" }))
-        .await;
-    assert_eq!(code(&write), "FORBIDDEN", "{write}");
+    cannot_write(&app, &vera.token).await;
     let me = app
         .gql()
         .token(&vera.token)
@@ -436,12 +426,7 @@ async fn an_api_key_acts_as_its_owner_within_its_permissions() {
         .send("{ me { email } }", json!({}))
         .await;
     assert_eq!(me["data"]["me"]["email"], "owner@acme.test");
-    let write = app
-        .gql()
-        .token(&secret)
-        .send(CREATE_PROJECT, json!({ "n": "x" }))
-        .await;
-    assert_eq!(code(&write), "FORBIDDEN", "beyond the key: {write}");
+    cannot_write(&app, &secret).await; // beyond the key
     // Only its hash is stored.
     let mut db = app.db().await;
     let stored = crate::common::count(
@@ -528,12 +513,7 @@ async fn an_api_key_never_exceeds_its_owner_and_revocation_is_immediate() {
     let viewer = role_id(&app, &owner, "viewer").await;
     assert!(assign(&app, &owner, &mia.user_id, &viewer, Value::Null).await["errors"].is_null());
     assert!(unassign(&app, &owner, &mia.user_id, &member).await["errors"].is_null());
-    let write = app
-        .gql()
-        .token(&secret)
-        .send(CREATE_PROJECT, json!({ "n": "demoted" }))
-        .await;
-    assert_eq!(code(&write), "FORBIDDEN", "{write}");
+    cannot_write(&app, &secret).await;
     let perms = permissions(
         &app.gql()
             .token(&secret)
@@ -804,6 +784,16 @@ async fn unassign_all(app: &TestApp, schema: &str, user: &str) {
         .unwrap();
 }
 
+/// Asserts that `token` may not create a project: `FORBIDDEN`.
+async fn cannot_write(app: &TestApp, token: &str) {
+    let write = app
+        .gql()
+        .token(token)
+        .send(CREATE_PROJECT, json!({ "n": "refused" }))
+        .await;
+    assert_eq!(code(&write), "FORBIDDEN", "{write}");
+}
+
 /// Whether `token`'s `myPermissions` holds `permission`.
 async fn holds(app: &TestApp, token: &str, permission: &str) -> bool {
     my_permissions(app, token)
@@ -841,12 +831,7 @@ async fn reused_permissions_follow_every_role_change_made_anywhere() {
         .await
         .unwrap();
     assert_eq!(my_permissions(&app, &vera.token).await, viewer);
-    let write = app
-        .gql()
-        .token(&vera.token)
-        .send(CREATE_PROJECT, json!({ "n": "b" }))
-        .await;
-    assert_eq!(code(&write), "FORBIDDEN", "{write}");
+    cannot_write(&app, &vera.token).await;
 
     // Her role made to inherit from another: she gains what it holds.
     db.batch_execute(
@@ -913,12 +898,7 @@ async fn an_assignment_ending_between_requests_stops_granting_with_no_write() {
     let left = soon - chrono::Utc::now() + chrono::Duration::milliseconds(500);
     tokio::time::sleep(left.to_std().unwrap_or_default()).await;
     assert!(!holds(&app, &vera.token, "projects:write").await);
-    let write = app
-        .gql()
-        .token(&vera.token)
-        .send(CREATE_PROJECT, json!({ "n": "late" }))
-        .await;
-    assert_eq!(code(&write), "FORBIDDEN", "{write}");
+    cannot_write(&app, &vera.token).await;
 }
 
 #[tokio::test]
