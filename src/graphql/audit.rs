@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::audit::{self, AuditEvent};
 use crate::domain::{projects, users};
 use crate::graphql::context::ContextExt as _;
-use crate::graphql::pagination::{after_id, connection, page_size};
+use crate::graphql::pagination::{Cursor, after_id, connection, page_size};
 use crate::in_scope;
 
 #[Object]
@@ -73,7 +73,7 @@ impl AuditQuery {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> Result<Connection<String, AuditEvent, EmptyFields, EmptyFields>> {
+    ) -> Result<Connection<Cursor<uuid::Uuid>, AuditEvent, EmptyFields, EmptyFields>> {
         let req = ctx.req()?;
         let (scope, _) = req.require("audit:read").await?;
         let first = page_size(first)?;
@@ -87,7 +87,7 @@ impl AuditQuery {
             rows,
             more,
             after.is_some(),
-            |e| e.id.to_string(),
+            |e| e.id,
             EmptyFields,
         ))
     }

@@ -8,7 +8,7 @@ use crate::domain::projects::{self, Project, ProjectChanges};
 use crate::error::AppError;
 use crate::graphql::context::ContextExt as _;
 use crate::graphql::loaders::{ProjectTaskCountKey, ProjectTasksKey, load_error};
-use crate::graphql::pagination::{after_id, connection, page_size, parse_id};
+use crate::graphql::pagination::{Cursor, after_id, connection, page_size, parse_id};
 use crate::graphql::task_page::TaskPage;
 use crate::graphql::tasks::{TaskConnectionFields, TaskStatus, TaskTotal};
 use crate::in_scope;
@@ -82,7 +82,7 @@ impl Project {
             rows,
             more,
             after.is_some(),
-            |t| t.id.to_string(),
+            |t| t.id,
             TaskConnectionFields(total),
         )))
     }
@@ -164,7 +164,7 @@ impl ProjectsQuery {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> Result<Connection<String, Project, ProjectConnectionFields>> {
+    ) -> Result<Connection<Cursor<uuid::Uuid>, Project, ProjectConnectionFields>> {
         let req = ctx.req()?;
         let (scope, _) = req.require("projects:read").await?;
         let first = page_size(first)?;
@@ -176,7 +176,7 @@ impl ProjectsQuery {
             rows,
             more,
             after.is_some(),
-            |p| p.id.to_string(),
+            |p| p.id,
             ProjectConnectionFields,
         ))
     }

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-use async_graphql::connection::{Connection, Edge, EmptyFields, PageInfo};
+use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields, PageInfo};
 use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{Field, FragmentDefinition, Selection, SelectionSet};
 use async_graphql::registry::Registry;
@@ -41,10 +41,11 @@ use crate::domain::tasks::Task;
 use crate::domain::users::User;
 use crate::graphql::context::ContextExt as _;
 use crate::graphql::loaders::UserKey;
+use crate::graphql::pagination::Cursor;
 use crate::graphql::tasks::{TaskConnectionFields, TaskStatus};
 
-type Inner = Connection<String, Task, TaskConnectionFields>;
-type TaskEdge = Edge<String, Task, EmptyFields>;
+type Inner = Connection<Cursor<Uuid>, Task, TaskConnectionFields>;
+type TaskEdge = Edge<Cursor<Uuid>, Task, EmptyFields>;
 
 /// A page of tasks: `TaskConnection` in the schema, answered from memory
 /// where it can be (see the module's comment).
@@ -145,6 +146,7 @@ impl TaskPage {
             fragments,
             users,
             asked: RefCell::default(),
+            statuses: RefCell::default(),
         };
         let mut slots = Vec::with_capacity(fields.len());
         for field in fields {
@@ -167,26 +169,51 @@ impl TaskPage {
 }
 
 /// What the walk needs besides the page: the query's fragments, the
-/// assignees, and the fields each selection set asks, found once (every
-/// task of a page is asked the same ones).
+/// assignees, what each selection set asks (found once: every task of a
+/// page is asked the same), and each status's value (made once).
 struct Plain<'q, 'u> {
     fragments: &'q HashMap<Name, Positioned<FragmentDefinition>>,
     users: &'u HashMap<Uuid, User>,
-    asked: RefCell<Vec<(&'q SelectionSet, Fields<'q>)>>,
+    asked: RefCell<Vec<(&'q SelectionSet, Rc<Asked<'q>>)>>,
+    statuses: RefCell<Vec<(TaskStatus, Value)>>,
 }
 
-type Fields<'q> = Rc<[&'q Positioned<Field>]>;
+/// The fields a selection set asks, and an object with their response keys
+/// in that order, to be copied for each object answered: filling a copy's
+/// values by position hashes no key.
+struct Asked<'q> {
+    fields: Vec<&'q Positioned<Field>>,
+    keys: IndexMap<Name, Value>,
+}
 
 impl<'q> Plain<'q, '_> {
     /// [`fields_of`] once per selection set.
-    fn fields(&self, set: &'q SelectionSet, type_name: &str) -> Option<Fields<'q>> {
+    fn asked(&self, set: &'q SelectionSet, type_name: &str) -> Option<Rc<Asked<'q>>> {
         let mut asked = self.asked.borrow_mut();
-        if let Some((_, fields)) = asked.iter().find(|(seen, _)| std::ptr::eq(*seen, set)) {
-            return Some(fields.clone());
+        if let Some((_, seen)) = asked.iter().find(|(seen, _)| std::ptr::eq(*seen, set)) {
+            return Some(seen.clone());
         }
-        let fields: Fields<'q> = fields_of(set, self.fragments, type_name)?.into();
-        asked.push((set, fields.clone()));
-        Some(fields)
+        let fields = fields_of(set, self.fragments, type_name)?;
+        // `fields_of` refuses a response key asked twice, so the keys are
+        // as many as the fields, in the same positions.
+        let keys = fields
+            .iter()
+            .map(|field| (field.node.response_key().node.clone(), Value::Null))
+            .collect();
+        let seen = Rc::new(Asked { fields, keys });
+        asked.push((set, seen.clone()));
+        Some(seen)
+    }
+
+    fn status(&self, stored: &str) -> Value {
+        let status = TaskStatus::from_db(stored);
+        let mut statuses = self.statuses.borrow_mut();
+        if let Some((_, value)) = statuses.iter().find(|(seen, _)| *seen == status) {
+            return value.clone();
+        }
+        let value = InputType::to_value(&status);
+        statuses.push((status, value.clone()));
+        value
     }
 
     fn list<T>(
@@ -208,22 +235,23 @@ impl<'q> Plain<'q, '_> {
         type_name: &str,
         one: impl Fn(&str, &'q SelectionSet) -> Option<Value>,
     ) -> Option<Value> {
-        let fields = self.fields(set, type_name)?;
-        let mut object = IndexMap::with_capacity(fields.len());
-        for &field in fields.iter() {
+        let asked = self.asked(set, type_name)?;
+        let mut object = asked.keys.clone();
+        for (&field, (_, slot)) in asked.fields.iter().zip(object.iter_mut()) {
             let name = field.node.name.node.as_str();
-            let value = match name {
+            *slot = match name {
                 "__typename" => Value::String(type_name.to_owned()),
                 _ => one(name, &field.node.selection_set.node)?,
             };
-            object.insert(field.node.response_key().node.clone(), value);
         }
         Some(object_or_null(object))
     }
 
     fn page_info(&self, page: &Inner, set: &'q SelectionSet) -> Option<Value> {
         let cursor = |edge: Option<&TaskEdge>| {
-            edge.map_or(Value::Null, |edge| Value::String(edge.cursor.clone()))
+            edge.map_or(Value::Null, |edge| {
+                Value::String(edge.cursor.encode_cursor())
+            })
         };
         self.object(set, &PageInfo::type_name(), |name, _| {
             Some(match name {
@@ -239,7 +267,7 @@ impl<'q> Plain<'q, '_> {
     fn edge(&self, edge: &TaskEdge, set: &'q SelectionSet) -> Option<Value> {
         self.object(set, &TaskEdge::type_name(), |name, set| match name {
             "node" => self.task(&edge.node, set),
-            "cursor" => Some(Value::String(edge.cursor.clone())),
+            "cursor" => Some(Value::String(edge.cursor.encode_cursor())),
             _ => None,
         })
     }
@@ -249,7 +277,7 @@ impl<'q> Plain<'q, '_> {
             Some(match name {
                 "id" => Value::String(task.id.to_string()),
                 "title" => Value::String(task.title.clone()),
-                "status" => InputType::to_value(&TaskStatus::from_db(&task.status)),
+                "status" => self.status(&task.status),
                 "dueDate" => task
                     .due_date
                     .as_ref()

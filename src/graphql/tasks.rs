@@ -223,7 +223,7 @@ impl TasksQuery {
             rows,
             more,
             after.is_some(),
-            |t| t.id.to_string(),
+            |t| t.id,
             TaskConnectionFields(TaskTotal::Filter(filter)),
         )))
     }

@@ -8,7 +8,7 @@ use crate::domain::plans::{self, Plan};
 use crate::domain::users::User;
 use crate::error::AppError;
 use crate::graphql::context::ContextExt as _;
-use crate::graphql::pagination::{self, connection, page_size};
+use crate::graphql::pagination::{self, Cursor, connection, page_size};
 use crate::tenancy::fleet;
 use crate::tenancy::lifecycle::{self, Action};
 use crate::tenancy::provision::{self, CreateTenant};
@@ -309,7 +309,7 @@ impl TenantsQuery {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> Result<Connection<String, Tenant, TenantConnectionFields>> {
+    ) -> Result<Connection<Cursor<String>, Tenant, TenantConnectionFields>> {
         let req = ctx.req()?;
         req.require_admin()?;
         let first = page_size(first)?;

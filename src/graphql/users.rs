@@ -13,7 +13,7 @@ use crate::error::AppError;
 use crate::graphql::access::RoleAssignment;
 use crate::graphql::context::{Actor, ContextExt as _};
 use crate::graphql::loaders::{UserRolesKey, load_error};
-use crate::graphql::pagination::{after_id, connection, page_size, parse_id};
+use crate::graphql::pagination::{Cursor, after_id, connection, page_size, parse_id};
 use crate::graphql::sessions::rate_limited;
 use crate::in_scope;
 
@@ -126,7 +126,7 @@ impl UsersQuery {
         first: Option<i32>,
         after: Option<String>,
         #[graphql(desc = "Include disabled users (default false).")] include_disabled: Option<bool>,
-    ) -> Result<Connection<String, User, UserConnectionFields, EmptyFields>> {
+    ) -> Result<Connection<Cursor<uuid::Uuid>, User, UserConnectionFields, EmptyFields>> {
         let req = ctx.req()?;
         let (scope, _) = req.require("members:read").await?;
         let first = page_size(first)?;
@@ -143,7 +143,7 @@ impl UsersQuery {
             rows,
             more,
             after.is_some(),
-            |u| u.id.to_string(),
+            |u| u.id,
             UserConnectionFields(total),
         ))
     }
