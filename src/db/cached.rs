@@ -8,6 +8,8 @@
 //! run inside a tenant binding: one statement per connection serves every
 //! tenant, where schema-qualified text would prepare one per tenant.
 
+use std::marker::PhantomData;
+
 use diesel::QueryResult;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -16,17 +18,36 @@ use uuid::Uuid;
 
 /// A statement with fixed text whose placeholders `$1`, `$2` ... each appear
 /// once, in order, and `params` to bind to them (see the module docs).
-/// Load rows with `QueryableByName` types, as from `sql_query`.
+/// Load rows with `QueryableByName` types, as from `sql_query`, or, once
+/// [`Cached::rows`] has named the columns' SQL types, by position.
 #[derive(Debug, Clone)]
-pub struct Cached<P> {
+pub struct Cached<P, ST = Untyped> {
     sql: &'static str,
     params: P,
+    rows: PhantomData<ST>,
 }
 
 /// `sql` must be a constant (its text is the cache key) and `params` a
 /// tuple binding its placeholders in order.
 pub fn cached<P: Params>(sql: &'static str, params: P) -> Cached<P> {
-    Cached { sql, params }
+    Cached {
+        sql,
+        params,
+        rows: PhantomData,
+    }
+}
+
+impl<P: Params> Cached<P> {
+    /// The same statement, its rows of SQL type `ST` (the columns it
+    /// selects, in order), loaded by position: a hot statement's many rows
+    /// then skip finding every column by name.
+    pub fn rows<ST>(self) -> Cached<P, ST> {
+        Cached {
+            sql: self.sql,
+            params: self.params,
+            rows: PhantomData,
+        }
+    }
 }
 
 /// One value bound to a placeholder, with its SQL type.
@@ -94,7 +115,7 @@ params!(A 0, B 1, C 2);
 params!(A 0, B 1, C 2, D 3);
 params!(A 0, B 1, C 2, D 3, E 4, F 5);
 
-impl<P: Params> QueryFragment<Pg> for Cached<P> {
+impl<P: Params, ST> QueryFragment<Pg> for Cached<P, ST> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         // diesel writes `$n` for each bind, numbering them itself: push the
         // text between the placeholders and bind in their place.
@@ -131,13 +152,13 @@ impl<P: Params> QueryFragment<Pg> for Cached<P> {
     }
 }
 
-impl<P> QueryId for Cached<P> {
+impl<P, ST> QueryId for Cached<P, ST> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<P: Params> Query for Cached<P> {
-    type SqlType = Untyped;
+impl<P: Params, ST: 'static> Query for Cached<P, ST> {
+    type SqlType = ST;
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! A tenant's tasks. Every function runs on a tenant-bound connection.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use diesel::dsl::{AsSelect, SqlTypeOf};
+use diesel::pg::Pg;
 use diesel::prelude::*;
 
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -135,6 +137,7 @@ pub async fn for_projects(
             limit,
         ),
     )
+    .rows::<SqlTypeOf<AsSelect<Task, Pg>>>()
     .load(conn)
     .await
 }
