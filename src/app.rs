@@ -7,6 +7,7 @@ use crate::config::{Config, Secrets};
 use crate::db::{Pool, QueryStats};
 use crate::domain::permissions::GrantCache;
 use crate::graphql::StrataSchema;
+use crate::graphql::parsed::ParsedQueries;
 use crate::tenancy::resolver::TenantCache;
 use crate::tenancy::template::{TEMPLATE, TemplateStep};
 
@@ -40,6 +41,8 @@ pub struct App {
     /// Task pages answered from memory rather than by the GraphQL executor
     /// ([`crate::graphql::task_page`]).
     pub pages_from_memory: std::sync::atomic::AtomicU64,
+    /// Query texts already parsed, with their documents.
+    pub parsed: ParsedQueries,
 }
 
 impl std::fmt::Debug for App {
@@ -79,6 +82,7 @@ impl App {
             latest_migration: crate::db::latest_migration_version()?,
             schema_pool_wake: Arc::default(),
             pages_from_memory: Default::default(),
+            parsed: ParsedQueries::default(),
         }))
     }
 }

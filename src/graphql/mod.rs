@@ -7,6 +7,7 @@ pub mod context;
 pub mod invitations;
 pub mod loaders;
 pub mod pagination;
+pub mod parsed;
 pub mod projects;
 pub mod sessions;
 pub mod task_page;

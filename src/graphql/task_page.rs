@@ -40,7 +40,7 @@ use uuid::Uuid;
 use crate::domain::tasks::Task;
 use crate::domain::users::User;
 use crate::graphql::context::ContextExt as _;
-use crate::graphql::loaders::UserKey;
+use crate::graphql::loaders::{UserKey, UserMap};
 use crate::graphql::pagination::Cursor;
 use crate::graphql::tasks::{TaskConnectionFields, TaskStatus};
 
@@ -104,7 +104,7 @@ impl TaskPage {
             }
             users
         } else {
-            HashMap::new()
+            UserMap::default()
         };
         let slots = self.plain_slots(fields, fragments, &users)?;
 
@@ -140,7 +140,7 @@ impl TaskPage {
         &self,
         fields: Vec<&'q Positioned<Field>>,
         fragments: &'q HashMap<Name, Positioned<FragmentDefinition>>,
-        users: &HashMap<Uuid, User>,
+        users: &UserMap,
     ) -> Option<Vec<Slot<'q>>> {
         let page = Plain {
             fragments,
@@ -173,7 +173,7 @@ impl TaskPage {
 /// page is asked the same), and each status's value (made once).
 struct Plain<'q, 'u> {
     fragments: &'q HashMap<Name, Positioned<FragmentDefinition>>,
-    users: &'u HashMap<Uuid, User>,
+    users: &'u UserMap,
     asked: RefCell<Vec<(&'q SelectionSet, Rc<Asked<'q>>)>>,
     statuses: RefCell<Vec<(TaskStatus, Value)>>,
 }

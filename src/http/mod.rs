@@ -2,6 +2,7 @@
 
 pub mod graphiql;
 mod graphql;
+mod response_json;
 
 use std::sync::Arc;
 
