@@ -261,8 +261,15 @@ impl RequestCtx {
                 let work =
                     TenantWork::new(self.app.pool.clone(), bind.clone(), self.shared.clone());
                 let users = Arc::new(PrefetchedUsers::default());
+                // A batch gathers the keys asked until its fetch starts: those
+                // of one list's fields are all asked before the request's task
+                // yields, so the wait only has to outlast that. Tokio's timer
+                // rounds it up to its next millisecond tick; the default 1 ms
+                // became 1-2 ms, a millisecond on every request (BENCHMARKS.md,
+                // "Parsing, timers, cursors").
                 let loader =
-                    DataLoader::new(TenantLoader::new(work.clone(), users.clone()), tokio::spawn);
+                    DataLoader::new(TenantLoader::new(work.clone(), users.clone()), tokio::spawn)
+                        .delay(std::time::Duration::from_micros(100));
                 Ok(TenantScope {
                     tenant,
                     bind,
