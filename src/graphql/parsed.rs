@@ -7,7 +7,7 @@
 //! that parsed are kept; validation still runs on every request.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Request, ServerError};
@@ -15,8 +15,8 @@ use async_graphql::{Request, ServerError};
 /// Longest query text kept (longer ones are parsed every time).
 pub const MAX_QUERY_LEN: usize = 8 * 1024;
 /// Most query text kept in all; when a new one would pass it, the cache
-/// starts over. A document takes up to about 90 times its text (a field
-/// per two characters), so this bounds the cache near 6 MB.
+/// starts over. A document takes up to about 110 times its text (a field
+/// per two characters), so this bounds the cache near 7 MB.
 pub const MAX_KEPT_TEXT: usize = 64 * 1024;
 
 /// Documents parsed from query texts up to [`MAX_QUERY_LEN`] bytes, their
@@ -26,33 +26,45 @@ pub struct ParsedQueries(Mutex<Kept>);
 
 #[derive(Default)]
 struct Kept {
-    docs: HashMap<String, ExecutableDocument>,
+    docs: HashMap<String, Arc<ExecutableDocument>>,
     text: usize,
 }
 
 impl ParsedQueries {
     /// `request`'s parsed document, from the cache when its text is there.
+    /// The lock is held only to look up or insert: each request's own copy
+    /// (the executor changes it) is made outside it.
     pub fn parse<'r>(
         &self,
         request: &'r mut Request,
     ) -> Result<&'r ExecutableDocument, ServerError> {
         let keep = request.query.len() <= MAX_QUERY_LEN;
-        if keep && let Some(doc) = self.lock().docs.get(&request.query) {
-            request.set_parsed_query(doc.clone());
+        let kept = if keep {
+            self.lock().docs.get(&request.query).cloned()
+        } else {
+            None
+        };
+        if let Some(doc) = kept {
+            request.set_parsed_query(ExecutableDocument::clone(&doc));
             return request.parsed_query();
         }
         let query = keep.then(|| request.query.clone());
         let doc = request.parsed_query()?;
         if let Some(query) = query {
-            let mut kept = self.lock();
-            if kept.text + query.len() > MAX_KEPT_TEXT {
-                *kept = Kept::default();
-            }
+            let shared = Arc::new(doc.clone());
             let len = query.len();
-            // Another request may have kept the same text meanwhile.
-            if kept.docs.insert(query, doc.clone()).is_none() {
-                kept.text += len;
-            }
+            let dropped = {
+                let mut kept = self.lock();
+                let full = !kept.docs.contains_key(&query) && kept.text + len > MAX_KEPT_TEXT;
+                let dropped = full.then(|| std::mem::take(&mut *kept));
+                // Another request may have kept the same text meanwhile.
+                if kept.docs.insert(query, shared).is_none() {
+                    kept.text += len;
+                }
+                dropped
+            };
+            // The documents let go of are freed after the lock is released.
+            drop(dropped);
         }
         Ok(doc)
     }
