@@ -275,3 +275,55 @@ async fn fields_left_out_by_include_and_skip_leave_what_the_executor_leaves() {
     assert_eq!(page["pageInfo"]["hasNextPage"], false);
     assert!(page["edges"][4]["node"]["id"].is_string(), "{page}");
 }
+
+#[tokio::test]
+async fn a_projects_page_reads_every_column_as_the_tenants_task_list_does() {
+    // A project's page comes from a hand-written statement read by column
+    // position, the tenant's list from diesel's query read by name: a
+    // column out of place in the first (two timestamps swapped, say) makes
+    // the two disagree.
+    let app = TestApp::spawn().await;
+    let owner = seeded(&app).await;
+    let listed = app
+        .gql()
+        .token(&owner)
+        .send("{ tasks(first: 10) { nodes { id } } }", json!({}))
+        .await;
+    let first = listed["data"]["tasks"]["nodes"][0]["id"].clone();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let changed = app
+        .gql()
+        .token(&owner)
+        .send(
+            "mutation($i: UpdateTaskInput!) { updateTask(input: $i) { task { id } } }",
+            json!({ "i": { "id": first, "title": "plan again" } }),
+        )
+        .await;
+    assert!(changed["errors"].is_null(), "{changed}");
+
+    let fields = "id title status dueDate createdAt updatedAt assignee { id }";
+    let body = app
+        .gql()
+        .token(&owner)
+        .send(
+            &format!(
+                "{{ projects(first: 10) {{ nodes {{ name tasks(first: 10) {{ nodes {{ {fields} }} }} }} }} \
+                 tasks(first: 10) {{ nodes {{ {fields} }} }} }}"
+            ),
+            json!({}),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let launch = body["data"]["projects"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Launch")
+        .unwrap();
+    let by_project = &launch["tasks"]["nodes"];
+    assert_eq!(by_project, &body["data"]["tasks"]["nodes"]);
+    let updated = &by_project[0];
+    assert_eq!(updated["title"], "plan again");
+    assert_ne!(updated["createdAt"], updated["updatedAt"]);
+    assert_eq!(updated["dueDate"], "2027-01-31");
+}
