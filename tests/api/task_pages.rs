@@ -290,7 +290,6 @@ async fn a_projects_page_reads_every_column_as_the_tenants_task_list_does() {
         .send("{ tasks(first: 10) { nodes { id } } }", json!({}))
         .await;
     let first = listed["data"]["tasks"]["nodes"][0]["id"].clone();
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let changed = app
         .gql()
         .token(&owner)
