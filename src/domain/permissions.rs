@@ -329,19 +329,34 @@ pub async fn for_session(
     .await
 }
 
-/// [`for_session`] on a connection bound to the tenant (its search_path
-/// and role), as the first statements of a query's transaction.
+/// A user's status and their session's, read by [`session_state_bound`]
+/// for [`for_session_bound`].
+pub struct SessionState(StateRow);
+
+/// The first statement of [`for_session`], on a connection bound to the
+/// tenant (its search_path and role): the first statement of a query's
+/// transaction, sent along with its binding (it takes a shared reference
+/// for that).
+pub async fn session_state_bound(
+    mut conn: &AsyncPgConnection,
+    user: Uuid,
+    session: Uuid,
+) -> QueryResult<SessionState> {
+    crate::db::cached::cached(SESSION_STATE_BOUND.as_str(), (user, session, user))
+        .get_result(&mut conn)
+        .await
+        .map(SessionState)
+}
+
+/// The rest of [`for_session`] on a connection bound to the tenant, after
+/// [`session_state_bound`]: the permissions kept, or the roles walked again.
 pub async fn for_session_bound(
     conn: &mut AsyncPgConnection,
     grants: &GrantCache,
     tenant: Uuid,
     user: Uuid,
-    session: Uuid,
+    SessionState(state): SessionState,
 ) -> QueryResult<UserAccess> {
-    let state: StateRow =
-        crate::db::cached::cached(SESSION_STATE_BOUND.as_str(), (user, session, user))
-            .get_result(conn)
-            .await?;
     access(grants, (tenant, user), state, || {
         crate::db::cached::cached(GRANTED_BOUND.as_str(), (user,)).get_result(conn)
     })

@@ -325,16 +325,28 @@ impl RequestCtx {
                 let slug = &scope.bind.slug;
                 let found = if self.shared.is_some() {
                     // A query: the check opens the request's transaction,
-                    // which its reads then use (one statement, two when the
-                    // user's roles must be walked again).
-                    in_scope!(scope.work, |conn| Ok(permissions::for_session_bound(
-                        conn,
-                        &self.app.grants,
-                        scope.tenant.id,
-                        user,
-                        sid
-                    )
-                    .await?))?
+                    // which its reads then use. Its first statement goes
+                    // with the binding; a second follows when the user's
+                    // roles must be walked again.
+                    let (mut step, state) = scope
+                        .work
+                        .begin_with(async |conn| {
+                            permissions::session_state_bound(conn, user, sid).await
+                        })
+                        .await?;
+                    let found = async {
+                        let grants = &self.app.grants;
+                        Ok(permissions::for_session_bound(
+                            step.conn(),
+                            grants,
+                            scope.tenant.id,
+                            user,
+                            state?,
+                        )
+                        .await?)
+                    }
+                    .await;
+                    step.finish(found).await?
                 } else {
                     // A mutation: one statement on its own (two when the
                     // roles are walked again), outside any transaction (the

@@ -3,7 +3,9 @@
 //! A connection is bound to one tenant for one transaction only: `BEGIN`,
 //! `set_config('search_path', '"tenant_<slug>"', true)` and
 //! `set_config('role', '<tenant role>', true)` go out together in one round
-//! trip, and both settings end with the transaction. Under the tenant's role
+//! trip (with the transaction's first statement behind them, where the
+//! caller names it: [`TenantWork::begin_with`]), and both settings end with
+//! the transaction. Under the tenant's role
 //! (see [`crate::tenancy::db_role`]) PostgreSQL refuses any other schema. A pooled connection therefore never
 //! carries a tenant's path into another request, and this works behind
 //! PgBouncer in transaction mode.
@@ -14,8 +16,11 @@
 
 use std::sync::Arc;
 
-use diesel_async::TransactionManager as _;
+use async_graphql::futures_util::future::join;
+use diesel::QueryResult;
+use diesel::connection::TransactionDepthChange;
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection};
+use diesel_async::{SimpleAsyncConnection as _, TransactionManager as _};
 
 use crate::db::{Pool, PooledConn};
 use crate::error::{AppError, AppResult};
@@ -73,7 +78,18 @@ impl TenantTx<'static> {
     }
 }
 
-impl TenantTx<'_> {
+impl<'p> TenantTx<'p> {
+    /// Binds `conn` to a tenant for one transaction and runs `first` in it,
+    /// pipelined behind the binding ([`begin_bound_with`]).
+    async fn open_with<T>(
+        mut conn: PooledConn<'p>,
+        bind: &TenantBinding,
+        first: impl AsyncFnOnce(&AsyncPgConnection) -> QueryResult<T>,
+    ) -> AppResult<(Self, QueryResult<T>)> {
+        let value = begin_bound_with(&mut conn, bind, first).await?;
+        Ok((Self { conn }, value))
+    }
+
     /// The bound connection.
     pub fn conn(&mut self) -> &mut AsyncPgConnection {
         &mut self.conn
@@ -101,16 +117,45 @@ impl TenantTx<'_> {
 
 /// Opens a transaction on `conn` bound to a tenant's schema and role.
 pub async fn begin_bound(conn: &mut AsyncPgConnection, bind: &TenantBinding) -> AppResult<()> {
-    // One round trip. The schema name comes from a validated slug and the
-    // role from a validated role name; neither alphabet holds a quote.
-    let sql = format!(
+    AnsiTransactionManager::begin_transaction_sql(conn, &binding_sql(bind))
+        .await
+        .map_err(AppError::from)
+}
+
+/// [`begin_bound`], then `first` in the transaction, whose result comes
+/// back as it is. `first`'s statement goes out right behind the `BEGIN` and
+/// binding, before their answer (pipelined), so the two cost one round
+/// trip. Should the binding fail, PostgreSQL refuses `first` too (the
+/// transaction is aborted), and the binding's error is the one returned.
+async fn begin_bound_with<T>(
+    conn: &mut AsyncPgConnection,
+    bind: &TenantBinding,
+    first: impl AsyncFnOnce(&AsyncPgConnection) -> QueryResult<T>,
+) -> AppResult<QueryResult<T>> {
+    // Counted open before anything is sent: a request stopped half-way, or
+    // a failed `BEGIN`, leaves the connection marked in a transaction, and
+    // the pool discards it.
+    AnsiTransactionManager::transaction_manager_status_mut(conn)
+        .transaction_state()?
+        .change_transaction_depth(TransactionDepthChange::IncreaseDepth)?;
+    let shared: &AsyncPgConnection = conn;
+    let mut begin = shared;
+    let sql = binding_sql(bind);
+    // `join` polls the `BEGIN` first, so it is queued first.
+    let (begun, value) = join(begin.batch_execute(&sql), first(shared)).await;
+    begun?;
+    Ok(value)
+}
+
+/// `BEGIN` and the binding, as one simple query. The schema name comes from
+/// a validated slug and the role from a validated role name; neither
+/// alphabet holds a quote.
+fn binding_sql(bind: &TenantBinding) -> String {
+    format!(
         "BEGIN; SELECT set_config('search_path', '{}', true), set_config('role', '{}', true)",
         bind.slug.quoted_schema(),
         bind.role.as_str()
-    );
-    AnsiTransactionManager::begin_transaction_sql(conn, &sql)
-        .await
-        .map_err(AppError::from)
+    )
 }
 
 /// Where one request's work in its tenant runs.
@@ -149,6 +194,37 @@ impl TenantWork {
                 Ok(Step::Shared { slot, tx })
             }
             None => Ok(Step::Own(TenantTx::begin(&self.pool, &self.bind).await?)),
+        }
+    }
+
+    /// [`TenantWork::begin`] with `first` as the step's first statement,
+    /// whose result comes back with the step. A transaction begun for the
+    /// step sends `first` in the same round trip as its binding.
+    pub async fn begin_with<T>(
+        &self,
+        first: impl AsyncFnOnce(&AsyncPgConnection) -> QueryResult<T>,
+    ) -> AppResult<(Step<'_>, QueryResult<T>)> {
+        let slug = self.bind.slug.as_str();
+        match &self.shared {
+            Some(shared) => {
+                let mut slot = shared.0.lock().await;
+                let (tx, value) = match slot.take() {
+                    Some(mut tx) => {
+                        let value = first(tx.conn()).await;
+                        (tx, value)
+                    }
+                    None => {
+                        let conn = self.pool.get_owned_for(slug).await?;
+                        TenantTx::open_with(conn, &self.bind, first).await?
+                    }
+                };
+                Ok((Step::Shared { slot, tx }, value))
+            }
+            None => {
+                let conn = self.pool.get_for(slug).await?;
+                let (tx, value) = TenantTx::open_with(conn, &self.bind, first).await?;
+                Ok((Step::Own(tx), value))
+            }
         }
     }
 }
