@@ -5,6 +5,10 @@
 //! CPU per dashboard request (BENCHMARKS.md, "Parsing, timers, cursors").
 //! A copy of the parsed document costs a fraction of that. Only documents
 //! that parsed are kept; validation still runs on every request.
+//!
+//! When the cache is full it keeps the documents used since it last was
+//! (a second chance), so a flood of texts each sent once, which anyone can
+//! send before signing in, cannot push out the texts dashboards repeat.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +19,8 @@ use async_graphql::{Request, ServerError};
 /// Longest query text kept (longer ones are parsed every time).
 pub const MAX_QUERY_LEN: usize = 8 * 1024;
 /// Most query text kept in all; when a new one would pass it, the cache
-/// starts over. A document takes up to about 110 times its text (a field
+/// lets go of the documents not used since it last did (of all of them
+/// when every one was). A document takes up to about 110 times its text (a field
 /// per two characters), so this bounds the cache near 7 MB.
 pub const MAX_KEPT_TEXT: usize = 64 * 1024;
 
@@ -26,8 +31,32 @@ pub struct ParsedQueries(Mutex<Kept>);
 
 #[derive(Default)]
 struct Kept {
-    docs: HashMap<String, Arc<ExecutableDocument>>,
+    docs: HashMap<String, Entry>,
     text: usize,
+}
+
+struct Entry {
+    doc: Arc<ExecutableDocument>,
+    /// Looked up since the cache last made room.
+    used: bool,
+}
+
+impl Kept {
+    /// Room for `len` more bytes of text: the documents not used since the
+    /// last time go (every one, if that is not enough), returned to be
+    /// freed once the lock is released.
+    fn make_room(&mut self, len: usize) -> Vec<(String, Entry)> {
+        let mut dropped: Vec<_> = self
+            .docs
+            .extract_if(|_, entry| !std::mem::take(&mut entry.used))
+            .collect();
+        self.text -= dropped.iter().map(|(text, _)| text.len()).sum::<usize>();
+        if self.text + len > MAX_KEPT_TEXT {
+            dropped.extend(self.docs.drain());
+            self.text = 0;
+        }
+        dropped
+    }
 }
 
 impl ParsedQueries {
@@ -40,7 +69,10 @@ impl ParsedQueries {
     ) -> Result<&'r ExecutableDocument, ServerError> {
         let keep = request.query.len() <= MAX_QUERY_LEN;
         let kept = if keep {
-            self.lock().docs.get(&request.query).cloned()
+            self.lock().docs.get_mut(&request.query).map(|entry| {
+                entry.used = true;
+                entry.doc.clone()
+            })
         } else {
             None
         };
@@ -51,14 +83,21 @@ impl ParsedQueries {
         let query = keep.then(|| request.query.clone());
         let doc = request.parsed_query()?;
         if let Some(query) = query {
-            let shared = Arc::new(doc.clone());
+            let entry = Entry {
+                doc: Arc::new(doc.clone()),
+                used: false,
+            };
             let len = query.len();
             let dropped = {
                 let mut kept = self.lock();
                 let full = !kept.docs.contains_key(&query) && kept.text + len > MAX_KEPT_TEXT;
-                let dropped = full.then(|| std::mem::take(&mut *kept));
+                let dropped = if full {
+                    kept.make_room(len)
+                } else {
+                    Vec::new()
+                };
                 // Another request may have kept the same text meanwhile.
-                if kept.docs.insert(query, shared).is_none() {
+                if kept.docs.insert(query, entry).is_none() {
                     kept.text += len;
                 }
                 dropped
@@ -130,9 +169,39 @@ mod tests {
             assert!(kept_text <= MAX_KEPT_TEXT);
         }
         assert!(kept_text > 0);
+        assert_eq!(
+            kept_text,
+            cache
+                .0
+                .lock()
+                .unwrap()
+                .docs
+                .keys()
+                .map(String::len)
+                .sum::<usize>(),
+            "the count of kept text is right after making room"
+        );
         let long = format!("{{ me {{ id }} }} #{}", "x".repeat(MAX_QUERY_LEN));
         let before = cache.len();
         cache.parse(&mut request(&long)).unwrap();
         assert_eq!(cache.len(), before, "a long text is parsed, not kept");
+    }
+
+    #[test]
+    fn a_text_in_use_outlasts_a_flood_of_texts_sent_once() {
+        let cache = ParsedQueries::default();
+        let dashboard = "{ projects(first: 10) { edges { node { id name } } } }";
+        cache.parse(&mut request(dashboard)).unwrap();
+        for i in 0..20_000 {
+            let text = format!("{{ a{i}: me {{ id }} }}");
+            cache.parse(&mut request(&text)).unwrap();
+            if i % 100 == 0 {
+                cache.parse(&mut request(dashboard)).unwrap();
+            }
+            assert!(
+                cache.0.lock().unwrap().docs.contains_key(dashboard),
+                "pushed out after {i} texts"
+            );
+        }
     }
 }

@@ -309,6 +309,80 @@ async fn client_that_disconnects_mid_request_leaves_nothing_behind() {
     );
 }
 
+// A query's `BEGIN` and binding go out with its credential check, before
+// PostgreSQL has answered them (pipelined). The next two tests stop that
+// first round trip half-way, and make its binding fail.
+
+#[tokio::test]
+async fn a_query_stopped_during_its_credential_check_is_not_handed_on() {
+    let app = TestApp::builder().pool_size(1).spawn().await;
+    let a = app.tenant_with_owner("alpha", "enterprise").await;
+    let b = app.tenant_with_owner("beta", "enterprise").await;
+    app.create_project(&b, "beta-1").await;
+    // The check reads alpha's sessions: hold it there, inside the
+    // transaction its binding opened.
+    let mut locker = app.db().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE tenant_alpha.sessions IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let request = app.gql().token(&a).send(PROJECT_NAMES, json!({}));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), request)
+            .await
+            .is_err(),
+        "the check should still be waiting on the lock"
+    );
+    // The client is gone; let the server notice, then release the lock.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    locker.batch_execute("COMMIT").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The pool's one connection is not alpha's half-done transaction.
+    let (path, in_tx) = pool_connection_state(&app).await;
+    assert!(!path.contains("tenant_"), "{path}");
+    assert!(!in_tx, "a stopped query's transaction was handed on");
+    let beta = app.gql().token(&b).send(PROJECT_NAMES, json!({})).await;
+    assert_eq!(beta["data"]["projects"]["totalCount"], 1, "{beta}");
+    let names = beta["data"]["projects"]["edges"][0]["node"]["name"].clone();
+    assert_eq!(names, "beta-1");
+}
+
+#[tokio::test]
+async fn a_query_whose_binding_fails_gets_an_opaque_error_and_nothing_else_runs() {
+    let app = TestApp::builder().pool_size(1).spawn().await;
+    let a = app.tenant_with_owner("alpha", "enterprise").await;
+    let b = app.tenant_with_owner("beta", "enterprise").await;
+    app.create_project(&a, "alpha-1").await;
+    app.create_project(&b, "beta-1").await;
+    // Alpha's role disappears from under the server: `set_config('role')`
+    // fails, so the check sent behind it must fail too.
+    let role = app.binding("alpha").await.role;
+    let role = role.as_str();
+    let mut db = app.db().await;
+    db.batch_execute(&format!("ALTER ROLE \"{role}\" RENAME TO \"{role}_gone\""))
+        .await
+        .unwrap();
+    let body = app.gql().token(&a).send(PROJECT_NAMES, json!({})).await;
+    assert_eq!(code(&body), "INTERNAL_SERVER_ERROR", "{body}");
+    assert!(body["data"].is_null(), "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        !message.contains(role) && !message.contains("transaction"),
+        "leaked: {message}"
+    );
+    let (path, in_tx) = pool_connection_state(&app).await;
+    assert!(!path.contains("tenant_"), "{path}");
+    assert!(!in_tx);
+    let beta = app.gql().token(&b).send(PROJECT_NAMES, json!({})).await;
+    assert_eq!(beta["data"]["projects"]["totalCount"], 1, "{beta}");
+    // The role back, alpha is served again.
+    db.batch_execute(&format!("ALTER ROLE \"{role}_gone\" RENAME TO \"{role}\""))
+        .await
+        .unwrap();
+    let body = app.gql().token(&a).send(PROJECT_NAMES, json!({})).await;
+    assert_eq!(body["data"]["projects"]["totalCount"], 1, "{body}");
+}
+
 #[tokio::test]
 async fn tenant_bound_connection_cannot_fall_back_to_public() {
     let app = TestApp::spawn().await;
