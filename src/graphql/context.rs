@@ -11,8 +11,11 @@ use crate::app::App;
 use crate::auth::{self, Principal};
 use crate::domain::permissions::{self, PermissionSet};
 use crate::domain::plans::{self, Plan};
+use crate::domain::tasks::Task;
 use crate::error::{AppError, AppResult};
-use crate::graphql::loaders::{PrefetchedUsers, TenantLoader};
+use crate::graphql::loaders::{
+    PollBatches, PrefetchedUsers, ProjectTaskCountKey, ProjectTasksKey, TenantLoader,
+};
 use crate::in_scope;
 use crate::tenancy::conn::{SharedTx, TenantBinding, TenantWork};
 use crate::tenancy::resolver::{self, TenantSources};
@@ -49,6 +52,11 @@ pub struct TenantScope {
     pub loader: DataLoader<TenantLoader>,
     /// Users the loader fetched along with task pages (their assignees).
     pub users: Arc<PrefetchedUsers>,
+    /// Projects' task pages, batched per poll rather than by the loader's
+    /// timer (a dashboard's main wait otherwise).
+    pub task_pages: PollBatches<ProjectTasksKey, Vec<Task>>,
+    /// Projects' task counts, likewise.
+    pub task_counts: PollBatches<ProjectTaskCountKey, i64>,
 }
 
 /// Who is acting on tenant data.
@@ -266,7 +274,8 @@ impl RequestCtx {
                 // yields, so the wait only has to outlast that. Tokio's timer
                 // rounds it up to its next millisecond tick; the default 1 ms
                 // became 1-2 ms, a millisecond on every request (BENCHMARKS.md,
-                // "Parsing, timers, cursors").
+                // "Parsing, timers, cursors"). The dashboard's own batches,
+                // task pages and counts, wait on no timer (`PollBatches`).
                 let loader =
                     DataLoader::new(TenantLoader::new(work.clone(), users.clone()), tokio::spawn)
                         .delay(std::time::Duration::from_micros(100));
@@ -276,6 +285,8 @@ impl RequestCtx {
                     work,
                     loader,
                     users,
+                    task_pages: PollBatches::default(),
+                    task_counts: PollBatches::default(),
                 })
             })
             .await

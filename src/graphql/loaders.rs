@@ -80,9 +80,117 @@ impl PrefetchedUsers {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, UserMap> {
-        // A panic while holding this lock cannot leave the map inconsistent.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.0)
     }
+}
+
+/// Batches of one kind of key gathered within one poll of the request,
+/// with no timer: the fields of one list (each project's `tasks` on a
+/// dashboard) are polled one after another in the same pass of the
+/// request's task, and each adds its key, then yields once. The first to
+/// run again fetches every key added so far, in one statement; keys asked
+/// after that start the next batch.
+///
+/// The [`DataLoader`](async_graphql::dataloader::DataLoader) instead waits
+/// on a timer for the keys to gather. Tokio's timer ticks every
+/// millisecond, so that wait is 0.1-1.1 ms, on a request that takes about
+/// one (BENCHMARKS.md, "Batches without a timer"). Fields polled in another
+/// pass (reached after another await) get a batch of their own: one more
+/// statement, the same answers.
+pub struct PollBatches<K, V> {
+    open: std::sync::Mutex<Option<Arc<PollBatch<K, V>>>>,
+}
+
+struct PollBatch<K, V> {
+    /// The keys asked, once per asker.
+    keys: std::sync::Mutex<Vec<K>>,
+    /// What the fetch found.
+    found: tokio::sync::OnceCell<Result<std::sync::Mutex<Found<K, V>>, LoadError>>,
+}
+
+/// Each value found, with the number of askers yet to take it: the last
+/// takes it, the others a copy.
+type Found<K, V> = HashMap<K, (V, usize)>;
+
+impl<K, V> Default for PollBatches<K, V> {
+    fn default() -> Self {
+        Self {
+            open: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl<K, V> PollBatches<K, V>
+where
+    K: Copy + Eq + std::hash::Hash + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// The value for `key` that `loader` finds (`None`: not found), fetched
+    /// with the keys the request's other fields ask in the same poll.
+    pub async fn load_one<L>(&self, loader: &L, key: K) -> Result<Option<V>, LoadError>
+    where
+        L: Loader<K, Value = V, Error = LoadError>,
+    {
+        let batch = {
+            let mut open = lock(&self.open);
+            let batch = open.get_or_insert_with(|| {
+                Arc::new(PollBatch {
+                    keys: std::sync::Mutex::new(Vec::new()),
+                    found: tokio::sync::OnceCell::new(),
+                })
+            });
+            lock(&batch.keys).push(key);
+            batch.clone()
+        };
+        // The fields polled after this one in the same pass add their keys.
+        tokio::task::yield_now().await;
+        let found = batch
+            .found
+            .get_or_init(|| async {
+                // Closed: a key asked from now on starts the next batch.
+                {
+                    let mut open = lock(&self.open);
+                    if open.as_ref().is_some_and(|o| Arc::ptr_eq(o, &batch)) {
+                        *open = None;
+                    }
+                }
+                let keys = std::mem::take(&mut *lock(&batch.keys));
+                let mut askers: HashMap<K, usize> = HashMap::with_capacity(keys.len());
+                for key in &keys {
+                    *askers.entry(*key).or_default() += 1;
+                }
+                let unique: Vec<K> = askers.keys().copied().collect();
+                let values = loader.load(&unique).await?;
+                Ok(std::sync::Mutex::new(
+                    values
+                        .into_iter()
+                        .map(|(key, value)| {
+                            let n = askers.get(&key).copied().unwrap_or(1);
+                            (key, (value, n))
+                        })
+                        .collect(),
+                ))
+            })
+            .await;
+        let mut found = lock(found.as_ref().map_err(Arc::clone)?);
+        let left = match found.get_mut(&key) {
+            None => return Ok(None),
+            Some((_, left)) => {
+                *left = left.saturating_sub(1);
+                *left
+            }
+        };
+        Ok(if left == 0 {
+            found.remove(&key).map(|(value, _)| value)
+        } else {
+            found.get(&key).map(|(value, _)| value.clone())
+        })
+    }
+}
+
+/// A lock whose data a panic cannot leave half-changed.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Loader errors are shared between every waiter of a batch.

@@ -61,14 +61,17 @@ impl Project {
         let after = after_id(after.as_deref())?;
         let status = status.map(TaskStatus::as_db);
         let mut rows = scope
-            .loader
-            .load_one(ProjectTasksKey {
-                project_id: self.id,
-                status,
-                after,
-                limit: first + 1,
-                assignees,
-            })
+            .task_pages
+            .load_one(
+                scope.loader.loader(),
+                ProjectTasksKey {
+                    project_id: self.id,
+                    status,
+                    after,
+                    limit: first + 1,
+                    assignees,
+                },
+            )
             .await
             .map_err(load_error)?
             .unwrap_or_default();

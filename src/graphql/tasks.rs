@@ -116,8 +116,8 @@ impl TaskConnectionFields {
             )
             .await?))?),
             TaskTotal::Project(key) => Ok(scope
-                .loader
-                .load_one(*key)
+                .task_counts
+                .load_one(scope.loader.loader(), *key)
                 .await
                 .map_err(load_error)?
                 .unwrap_or(0)),

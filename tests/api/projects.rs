@@ -376,3 +376,48 @@ async fn a_mutation_reads_its_own_changes_to_an_assignee() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn one_page_asked_twice_in_a_batch_reaches_both_askers() {
+    // Each project's page is fetched with the others the list asks in the
+    // same poll of the request: here 4 asks, 2 pages. A page asked by two
+    // fields, and a project with no tasks, must come out as if each were
+    // fetched alone.
+    let app = TestApp::spawn().await;
+    let t = app.tenant_with_owner("acme", "professional").await;
+    let busy = app.create_project(&t, "busy").await;
+    app.create_project(&t, "empty").await;
+    for title in ["one", "two", "three"] {
+        create_task(&app, &t, json!({"projectId": busy, "title": title})).await;
+    }
+    let page = "(first: 2) { totalCount pageInfo { hasNextPage } edges { node { title } } }";
+    let body = app
+        .gql()
+        .token(&t)
+        .send(
+            &format!(
+                "{{ projects {{ edges {{ node {{ name a: tasks{page} b: tasks{page} }} }} }} }}"
+            ),
+            json!({}),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let busy_page = json!({
+        "totalCount": 3,
+        "pageInfo": {"hasNextPage": true},
+        "edges": [{"node": {"title": "one"}}, {"node": {"title": "two"}}],
+    });
+    let empty_page = json!({"totalCount": 0, "pageInfo": {"hasNextPage": false}, "edges": []});
+    let edges = body["data"]["projects"]["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 2, "{body}");
+    for edge in edges {
+        let node = &edge["node"];
+        let expected = if node["name"] == "busy" {
+            &busy_page
+        } else {
+            &empty_page
+        };
+        assert_eq!(&node["a"], expected, "{body}");
+        assert_eq!(&node["b"], expected, "{body}");
+    }
+}
