@@ -145,6 +145,7 @@ impl TaskPage {
         let page = Plain {
             fragments,
             users,
+            edge_type: TaskEdge::type_name(),
             asked: RefCell::default(),
             statuses: RefCell::default(),
         };
@@ -174,33 +175,54 @@ impl TaskPage {
 struct Plain<'q, 'u> {
     fragments: &'q HashMap<Name, Positioned<FragmentDefinition>>,
     users: &'u UserMap,
+    /// The edges' type name, made once (async-graphql formats it each time).
+    edge_type: Cow<'static, str>,
     asked: RefCell<Vec<(&'q SelectionSet, Rc<Asked<'q>>)>>,
     statuses: RefCell<Vec<(TaskStatus, Value)>>,
 }
 
-/// The fields a selection set asks, and an object with their response keys
-/// in that order, to be copied for each object answered: filling a copy's
-/// values by position hashes no key.
+/// The fields a selection set asks, each field's place in the table of
+/// names its type answers (`None`: `__typename`), and an object with their
+/// response keys in that order, to be copied for each object answered:
+/// filling a copy's values by position hashes no key and compares no name.
 struct Asked<'q> {
     fields: Vec<&'q Positioned<Field>>,
+    which: Vec<Option<usize>>,
     keys: IndexMap<Name, Value>,
 }
 
 impl<'q> Plain<'q, '_> {
-    /// [`fields_of`] once per selection set.
-    fn asked(&self, set: &'q SelectionSet, type_name: &str) -> Option<Rc<Asked<'q>>> {
+    /// [`fields_of`] once per selection set (of one type, whose table of
+    /// names is `names`).
+    fn asked<F>(
+        &self,
+        set: &'q SelectionSet,
+        type_name: &str,
+        names: &[(&str, F)],
+    ) -> Option<Rc<Asked<'q>>> {
         let mut asked = self.asked.borrow_mut();
         if let Some((_, seen)) = asked.iter().find(|(seen, _)| std::ptr::eq(*seen, set)) {
             return Some(seen.clone());
         }
         let fields = fields_of(set, self.fragments, type_name)?;
+        let which = fields
+            .iter()
+            .map(|field| match field.node.name.node.as_str() {
+                "__typename" => Some(None),
+                name => names.iter().position(|(n, _)| *n == name).map(Some),
+            })
+            .collect::<Option<_>>()?;
         // `fields_of` refuses a response key asked twice, so the keys are
         // as many as the fields, in the same positions.
         let keys = fields
             .iter()
             .map(|field| (field.node.response_key().node.clone(), Value::Null))
             .collect();
-        let seen = Rc::new(Asked { fields, keys });
+        let seen = Rc::new(Asked {
+            fields,
+            which,
+            keys,
+        });
         asked.push((set, seen.clone()));
         Some(seen)
     }
@@ -228,20 +250,22 @@ impl<'q> Plain<'q, '_> {
         Some(Value::List(values))
     }
 
-    /// An object of `type_name` whose fields `one` answers by name.
-    fn object(
+    /// An object of `type_name` whose fields `one` answers, each named by
+    /// its entry in `names`.
+    fn object<F: Copy>(
         &self,
         set: &'q SelectionSet,
         type_name: &str,
-        one: impl Fn(&str, &'q SelectionSet) -> Option<Value>,
+        names: &[(&str, F)],
+        one: impl Fn(F, &'q SelectionSet) -> Option<Value>,
     ) -> Option<Value> {
-        let asked = self.asked(set, type_name)?;
+        let asked = self.asked(set, type_name, names)?;
         let mut object = asked.keys.clone();
-        for (&field, (_, slot)) in asked.fields.iter().zip(object.iter_mut()) {
-            let name = field.node.name.node.as_str();
-            *slot = match name {
-                "__typename" => Value::String(type_name.to_owned()),
-                _ => one(name, &field.node.selection_set.node)?,
+        let fields = asked.fields.iter().zip(&asked.which);
+        for ((&field, which), (_, slot)) in fields.zip(object.iter_mut()) {
+            *slot = match which {
+                None => Value::String(type_name.to_owned()),
+                Some(i) => one(names[*i].1, &field.node.selection_set.node)?,
             };
         }
         Some(object_or_null(object))
@@ -253,58 +277,66 @@ impl<'q> Plain<'q, '_> {
                 Value::String(edge.cursor.encode_cursor())
             })
         };
-        self.object(set, &PageInfo::type_name(), |name, _| {
-            Some(match name {
-                "hasPreviousPage" => Value::Boolean(page.has_previous_page),
-                "hasNextPage" => Value::Boolean(page.has_next_page),
-                "startCursor" => cursor(page.edges.first()),
-                "endCursor" => cursor(page.edges.last()),
-                _ => return None,
+        self.object(set, &PageInfo::type_name(), PAGE_INFO_FIELDS, |field, _| {
+            Some(match field {
+                PageInfoField::HasPreviousPage => Value::Boolean(page.has_previous_page),
+                PageInfoField::HasNextPage => Value::Boolean(page.has_next_page),
+                PageInfoField::StartCursor => cursor(page.edges.first()),
+                PageInfoField::EndCursor => cursor(page.edges.last()),
             })
         })
     }
 
     fn edge(&self, edge: &TaskEdge, set: &'q SelectionSet) -> Option<Value> {
-        self.object(set, &TaskEdge::type_name(), |name, set| match name {
-            "node" => self.task(&edge.node, set),
-            "cursor" => Some(Value::String(edge.cursor.encode_cursor())),
-            _ => None,
-        })
+        self.object(
+            set,
+            &self.edge_type,
+            EDGE_FIELDS,
+            |field, set| match field {
+                EdgeField::Node => self.task(&edge.node, set),
+                EdgeField::Cursor => Some(Value::String(edge.cursor.encode_cursor())),
+            },
+        )
     }
 
     fn task(&self, task: &Task, set: &'q SelectionSet) -> Option<Value> {
-        self.object(set, &Task::type_name(), |name, set| {
-            Some(match name {
-                "id" => Value::String(task.id.to_string()),
-                "title" => Value::String(task.title.clone()),
-                "status" => self.status(&task.status),
-                "dueDate" => task
+        self.object(set, &Task::type_name(), TASK_FIELDS, |field, set| {
+            Some(match field {
+                TaskField::Id => id(&task.id),
+                TaskField::Title => Value::String(task.title.clone()),
+                TaskField::Status => self.status(&task.status),
+                TaskField::DueDate => task
                     .due_date
                     .as_ref()
                     .map_or(Value::Null, ScalarType::to_value),
-                "createdAt" => ScalarType::to_value(&task.created_at),
-                "updatedAt" => ScalarType::to_value(&task.updated_at),
-                "assignee" => match task.assignee_id {
+                TaskField::CreatedAt => ScalarType::to_value(&task.created_at),
+                TaskField::UpdatedAt => ScalarType::to_value(&task.updated_at),
+                TaskField::Assignee => match task.assignee_id {
                     None => Value::Null,
                     Some(id) => self.user(self.users.get(&id)?, set)?,
                 },
-                _ => return None,
             })
         })
     }
 
     fn user(&self, user: &User, set: &'q SelectionSet) -> Option<Value> {
-        self.object(set, &User::type_name(), |name, _| {
-            Some(match name {
-                "id" => Value::String(user.id.to_string()),
-                "email" => Value::String(user.email.clone()),
-                "displayName" => Value::String(user.display_name.clone()),
-                "disabled" => Value::Boolean(user.disabled_at.is_some()),
-                "createdAt" => ScalarType::to_value(&user.created_at),
-                _ => return None,
+        self.object(set, &User::type_name(), USER_FIELDS, |field, _| {
+            Some(match field {
+                UserField::Id => id(&user.id),
+                UserField::Email => Value::String(user.email.clone()),
+                UserField::DisplayName => Value::String(user.display_name.clone()),
+                UserField::Disabled => Value::Boolean(user.disabled_at.is_some()),
+                UserField::CreatedAt => ScalarType::to_value(&user.created_at),
             })
         })
     }
+}
+
+/// An `ID` as the executor gives it (the uuid's hyphenated text), written
+/// without the formatting machinery `to_string` goes through.
+fn id(id: &Uuid) -> Value {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    Value::String(id.hyphenated().encode_lower(&mut text).to_owned())
 }
 
 /// What the executor gives for an object: null when every field was
@@ -317,9 +349,69 @@ fn object_or_null(object: IndexMap<Name, Value>) -> Value {
     }
 }
 
-const PAGE_INFO_FIELDS: &[&str] = &["hasPreviousPage", "hasNextPage", "startCursor", "endCursor"];
-const TASK_FIELDS: &[&str] = &["id", "title", "status", "dueDate", "createdAt", "updatedAt"];
-const USER_FIELDS: &[&str] = &["id", "email", "displayName", "disabled", "createdAt"];
+/// The fields memory answers, per type: each one's name in the schema and
+/// what it is (`__typename` aside, which every type answers).
+#[derive(Clone, Copy)]
+enum PageInfoField {
+    HasPreviousPage,
+    HasNextPage,
+    StartCursor,
+    EndCursor,
+}
+
+const PAGE_INFO_FIELDS: &[(&str, PageInfoField)] = &[
+    ("hasPreviousPage", PageInfoField::HasPreviousPage),
+    ("hasNextPage", PageInfoField::HasNextPage),
+    ("startCursor", PageInfoField::StartCursor),
+    ("endCursor", PageInfoField::EndCursor),
+];
+
+#[derive(Clone, Copy)]
+enum EdgeField {
+    Node,
+    Cursor,
+}
+
+const EDGE_FIELDS: &[(&str, EdgeField)] =
+    &[("node", EdgeField::Node), ("cursor", EdgeField::Cursor)];
+
+#[derive(Clone, Copy)]
+enum TaskField {
+    Id,
+    Title,
+    Status,
+    DueDate,
+    CreatedAt,
+    UpdatedAt,
+    Assignee,
+}
+
+const TASK_FIELDS: &[(&str, TaskField)] = &[
+    ("id", TaskField::Id),
+    ("title", TaskField::Title),
+    ("status", TaskField::Status),
+    ("dueDate", TaskField::DueDate),
+    ("createdAt", TaskField::CreatedAt),
+    ("updatedAt", TaskField::UpdatedAt),
+    ("assignee", TaskField::Assignee),
+];
+
+#[derive(Clone, Copy)]
+enum UserField {
+    Id,
+    Email,
+    DisplayName,
+    Disabled,
+    CreatedAt,
+}
+
+const USER_FIELDS: &[(&str, UserField)] = &[
+    ("id", UserField::Id),
+    ("email", UserField::Email),
+    ("displayName", UserField::DisplayName),
+    ("disabled", UserField::Disabled),
+    ("createdAt", UserField::CreatedAt),
+];
 
 /// Whether memory can answer what the page is asked (`None`: it cannot),
 /// and if so, whether any task is asked for its assignee. Checked before
@@ -328,14 +420,19 @@ fn shape(
     fields: &[&Positioned<Field>],
     fragments: &HashMap<Name, Positioned<FragmentDefinition>>,
 ) -> Option<bool> {
-    let only = |set: &SelectionSet, type_name: &str, known: &[&str]| {
+    fn answered<F>(name: &str, names: &[(&str, F)]) -> bool {
+        name == "__typename" || names.iter().any(|(n, _)| *n == name)
+    }
+    fn only<F>(
+        set: &SelectionSet,
+        fragments: &HashMap<Name, Positioned<FragmentDefinition>>,
+        type_name: &str,
+        names: &[(&str, F)],
+    ) -> Option<()> {
         let fields = fields_of(set, fragments, type_name)?;
-        let known = |field: &&Positioned<Field>| {
-            let name = field.node.name.node.as_str();
-            name == "__typename" || known.contains(&name)
-        };
+        let known = |field: &&Positioned<Field>| answered(field.node.name.node.as_str(), names);
         fields.iter().all(known).then_some(())
-    };
+    }
     let task = |set: &SelectionSet| -> Option<bool> {
         let mut assignee = false;
         for field in fields_of(set, fragments, &Task::type_name())? {
@@ -343,12 +440,13 @@ fn shape(
                 "assignee" => {
                     only(
                         &field.node.selection_set.node,
+                        fragments,
                         &User::type_name(),
                         USER_FIELDS,
                     )?;
                     assignee = true;
                 }
-                name if name == "__typename" || TASK_FIELDS.contains(&name) => {}
+                name if answered(name, TASK_FIELDS) => {}
                 _ => return None,
             }
         }
@@ -368,7 +466,7 @@ fn shape(
                 }
             }
             "nodes" => assignee |= task(set)?,
-            "pageInfo" => only(set, &PageInfo::type_name(), PAGE_INFO_FIELDS)?,
+            "pageInfo" => only(set, fragments, &PageInfo::type_name(), PAGE_INFO_FIELDS)?,
             // `__typename`, or the connection's resolver's.
             _ => {}
         }

@@ -83,19 +83,22 @@ fn needs_escape(bytes: &[u8]) -> bool {
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS;
     let zero = |x: u64| below(x, 1);
+    let flagged = |x: u64| {
+        below(x, 0x20) | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\')))
+            != 0
+    };
     let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
-        let x = u64::from_ne_bytes(chunk.try_into().unwrap_or_default());
-        if below(x, 0x20) | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\')))
-            != 0
-        {
+        if flagged(u64::from_ne_bytes(chunk.try_into().unwrap_or_default())) {
             return true;
         }
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    // The last few bytes (most keys are shorter than eight) padded with a
+    // byte that needs no escape, and checked the same way.
+    let rest = chunks.remainder();
+    let mut last = [b'a'; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    flagged(u64::from_ne_bytes(last))
 }
 
 #[cfg(test)]
