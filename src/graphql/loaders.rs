@@ -154,7 +154,10 @@ where
                         *open = None;
                     }
                 }
-                let keys = std::mem::take(&mut *lock(&batch.keys));
+                // Copied, not taken: should this fetch be dropped half-way
+                // (its field's list failed), the next asker fetches again,
+                // and must find every key still there.
+                let keys = lock(&batch.keys).clone();
                 let mut askers: HashMap<K, usize> = HashMap::with_capacity(keys.len());
                 for key in &keys {
                     *askers.entry(*key).or_default() += 1;
@@ -549,5 +552,83 @@ pub fn load_error(err: LoadError) -> async_graphql::Error {
             };
             async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Squares its keys, each fetch waiting at a gate while `gated`, and
+    /// records the keys of every fetch.
+    struct Squares {
+        gated: bool,
+        gate: tokio::sync::Semaphore,
+        fetches: std::sync::Mutex<Vec<Vec<u32>>>,
+    }
+
+    impl Squares {
+        fn new(gated: bool) -> Self {
+            Self {
+                gated,
+                gate: tokio::sync::Semaphore::new(0),
+                fetches: std::sync::Mutex::default(),
+            }
+        }
+    }
+
+    impl Loader<u32> for Squares {
+        type Value = u32;
+        type Error = LoadError;
+
+        async fn load(&self, keys: &[u32]) -> Result<HashMap<u32, u32>, LoadError> {
+            let mut sorted = keys.to_vec();
+            sorted.sort_unstable();
+            lock(&self.fetches).push(sorted);
+            if self.gated {
+                let _pass = self.gate.acquire().await;
+            }
+            // Key 0 is one the database does not have.
+            Ok(keys
+                .iter()
+                .filter(|&&k| k != 0)
+                .map(|&k| (k, k * k))
+                .collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_asked_in_one_poll_are_fetched_once_and_each_asker_gets_its_value() {
+        let loader = Squares::new(false);
+        let batches = PollBatches::default();
+        let asks = [3, 1, 3, 0, 2].map(|key| batches.load_one(&loader, key));
+        let got: Vec<_> = futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got, [Some(9), Some(1), Some(9), None, Some(4)]);
+        assert_eq!(*lock(&loader.fetches), [vec![0, 1, 2, 3]]);
+        // A key asked after the batch closed starts another.
+        assert_eq!(batches.load_one(&loader, 5).await.unwrap(), Some(25));
+        assert_eq!(lock(&loader.fetches).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_fetch_dropped_half_way_is_fetched_again_with_every_key() {
+        let loader = Squares::new(true);
+        let batches = PollBatches::default();
+        let mut first = Box::pin(batches.load_one(&loader, 1));
+        let mut second = Box::pin(batches.load_one(&loader, 2));
+        // Both add their keys and yield; then the first starts the fetch,
+        // which waits at the gate, and is dropped there.
+        assert!(futures::poll!(&mut first).is_pending());
+        assert!(futures::poll!(&mut second).is_pending());
+        assert!(futures::poll!(&mut first).is_pending());
+        assert_eq!(lock(&loader.fetches).len(), 1);
+        drop(first);
+        loader.gate.add_permits(1);
+        assert_eq!(second.await.unwrap(), Some(4));
+        assert_eq!(*lock(&loader.fetches), [vec![1, 2], vec![1, 2]]);
     }
 }

@@ -117,9 +117,22 @@ impl<'p> TenantTx<'p> {
 
 /// Opens a transaction on `conn` bound to a tenant's schema and role.
 pub async fn begin_bound(conn: &mut AsyncPgConnection, bind: &TenantBinding) -> AppResult<()> {
-    AnsiTransactionManager::begin_transaction_sql(conn, &binding_sql(bind))
-        .await
-        .map_err(AppError::from)
+    mark_open(conn)?;
+    conn.batch_execute(&binding_sql(bind)).await?;
+    Ok(())
+}
+
+/// Counts a transaction open on `conn` before its `BEGIN` is sent. A
+/// request stopped half-way, or a binding that fails (PostgreSQL then holds
+/// an aborted transaction), so leaves the connection marked in a
+/// transaction, and the pool discards it rather than hand it on.
+fn mark_open(conn: &mut AsyncPgConnection) -> AppResult<()> {
+    let state = AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_state()?;
+    if state.transaction_depth().is_some() {
+        return Err(diesel::result::Error::AlreadyInTransaction.into());
+    }
+    state.change_transaction_depth(TransactionDepthChange::IncreaseDepth)?;
+    Ok(())
 }
 
 /// [`begin_bound`], then `first` in the transaction, whose result comes
@@ -132,12 +145,7 @@ async fn begin_bound_with<T>(
     bind: &TenantBinding,
     first: impl AsyncFnOnce(&AsyncPgConnection) -> QueryResult<T>,
 ) -> AppResult<QueryResult<T>> {
-    // Counted open before anything is sent: a request stopped half-way, or
-    // a failed `BEGIN`, leaves the connection marked in a transaction, and
-    // the pool discards it.
-    AnsiTransactionManager::transaction_manager_status_mut(conn)
-        .transaction_state()?
-        .change_transaction_depth(TransactionDepthChange::IncreaseDepth)?;
+    mark_open(conn)?;
     let shared: &AsyncPgConnection = conn;
     let mut begin = shared;
     let sql = binding_sql(bind);
@@ -199,8 +207,10 @@ impl TenantWork {
 
     /// [`TenantWork::begin`] with `first` as the step's first statement,
     /// whose result comes back with the step. A transaction begun for the
-    /// step sends `first` in the same round trip as its binding.
-    pub async fn begin_with<T>(
+    /// step sends `first` in the same round trip as its binding. `first`
+    /// must only read: were the `BEGIN` never to reach PostgreSQL, it would
+    /// run outside any transaction (its result then goes unused).
+    pub(crate) async fn begin_with<T>(
         &self,
         first: impl AsyncFnOnce(&AsyncPgConnection) -> QueryResult<T>,
     ) -> AppResult<(Step<'_>, QueryResult<T>)> {

@@ -348,7 +348,7 @@ async fn a_query_stopped_during_its_credential_check_is_not_handed_on() {
 }
 
 #[tokio::test]
-async fn a_query_whose_binding_fails_gets_an_opaque_error_and_nothing_else_runs() {
+async fn a_request_whose_binding_fails_gets_an_opaque_error_and_its_connection_goes() {
     let app = TestApp::builder().pool_size(1).spawn().await;
     let a = app.tenant_with_owner("alpha", "enterprise").await;
     let b = app.tenant_with_owner("beta", "enterprise").await;
@@ -373,8 +373,23 @@ async fn a_query_whose_binding_fails_gets_an_opaque_error_and_nothing_else_runs(
     let (path, in_tx) = pool_connection_state(&app).await;
     assert!(!path.contains("tenant_"), "{path}");
     assert!(!in_tx);
+    // A mutation's transaction binds the same way (its check runs before,
+    // outside any transaction): refused alike, and its aborted connection
+    // is not handed to the next tenant either.
+    let create = "mutation { createProject(input: {name: \"alpha-2\"}) { project { id } } }";
+    let body = app.gql().token(&a).send(create, json!({})).await;
+    assert_eq!(code(&body), "INTERNAL_SERVER_ERROR", "{body}");
+    let (path, in_tx) = pool_connection_state(&app).await;
+    assert!(!path.contains("tenant_"), "{path}");
+    assert!(!in_tx);
+    let made = app
+        .gql()
+        .token(&b)
+        .send(&create.replace("alpha", "beta"), json!({}))
+        .await;
+    assert!(made["errors"].is_null(), "{made}");
     let beta = app.gql().token(&b).send(PROJECT_NAMES, json!({})).await;
-    assert_eq!(beta["data"]["projects"]["totalCount"], 1, "{beta}");
+    assert_eq!(beta["data"]["projects"]["totalCount"], 2, "{beta}");
     // The role back, alpha is served again.
     db.batch_execute(&format!("ALTER ROLE \"{role}_gone\" RENAME TO \"{role}\""))
         .await
