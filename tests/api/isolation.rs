@@ -270,31 +270,42 @@ async fn panic_inside_a_tenant_transaction_does_not_poison_the_pool() {
     );
 }
 
-#[tokio::test]
-async fn client_that_disconnects_mid_request_leaves_nothing_behind() {
-    let app = TestApp::builder().pool_size(1).spawn().await;
-    let a = app.tenant_with_owner("alpha", "enterprise").await;
-    let b = app.tenant_with_owner("beta", "enterprise").await;
-    app.create_project(&b, "beta-1").await;
-    // Hold a lock so alpha's createProject blocks inside its transaction.
+/// Sends `query` with `token` while `table` is locked, gives up on it as
+/// a client that disconnects would (it must still be waiting on the lock),
+/// lets the server notice, then releases the lock.
+async fn abandon_behind_lock(app: &TestApp, table: &str, token: &str, query: &str) {
     let mut locker = app.db().await;
     locker
-        .batch_execute("BEGIN; LOCK TABLE tenant_alpha.projects IN ACCESS EXCLUSIVE MODE")
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+        ))
         .await
         .unwrap();
-    let request = app.gql().token(&a).send(
-        "mutation { createProject(input: {name: \"abandoned\"}) { project { id } } }",
-        json!({}),
-    );
+    let request = app.gql().token(token).send(query, json!({}));
     assert!(
         tokio::time::timeout(Duration::from_millis(700), request)
             .await
             .is_err(),
         "the request should still be waiting on the lock"
     );
-    // The client is gone; let the server notice, then release the lock.
     tokio::time::sleep(Duration::from_millis(200)).await;
     locker.batch_execute("COMMIT").await.unwrap();
+}
+
+#[tokio::test]
+async fn client_that_disconnects_mid_request_leaves_nothing_behind() {
+    let app = TestApp::builder().pool_size(1).spawn().await;
+    let a = app.tenant_with_owner("alpha", "enterprise").await;
+    let b = app.tenant_with_owner("beta", "enterprise").await;
+    app.create_project(&b, "beta-1").await;
+    // Alpha's createProject blocks inside its transaction.
+    abandon_behind_lock(
+        &app,
+        "tenant_alpha.projects",
+        &a,
+        "mutation { createProject(input: {name: \"abandoned\"}) { project { id } } }",
+    )
+    .await;
     let beta = app.gql().token(&b).send(PROJECT_NAMES, json!({})).await;
     assert_eq!(beta["data"]["projects"]["totalCount"], 1, "{beta}");
     let (path, in_tx) = pool_connection_state(&app).await;
@@ -321,21 +332,7 @@ async fn a_query_stopped_during_its_credential_check_is_not_handed_on() {
     app.create_project(&b, "beta-1").await;
     // The check reads alpha's sessions: hold it there, inside the
     // transaction its binding opened.
-    let mut locker = app.db().await;
-    locker
-        .batch_execute("BEGIN; LOCK TABLE tenant_alpha.sessions IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
-    let request = app.gql().token(&a).send(PROJECT_NAMES, json!({}));
-    assert!(
-        tokio::time::timeout(Duration::from_millis(700), request)
-            .await
-            .is_err(),
-        "the check should still be waiting on the lock"
-    );
-    // The client is gone; let the server notice, then release the lock.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    locker.batch_execute("COMMIT").await.unwrap();
+    abandon_behind_lock(&app, "tenant_alpha.sessions", &a, PROJECT_NAMES).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     // The pool's one connection is not alpha's half-done transaction.
     let (path, in_tx) = pool_connection_state(&app).await;
