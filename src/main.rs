@@ -274,6 +274,7 @@ async fn app_for(config: &Config, url: &str) -> anyhow::Result<Arc<App>> {
             max_size: config.pool_size,
             tenants_per_connection: config.tenants_per_connection,
             lanes: config.pool_lanes,
+            lane_wait: db::LANE_WAIT,
         },
     );
     App::new(config.clone(), secrets, pool)

@@ -7,13 +7,15 @@ pub mod schema;
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::hash::{Hash as _, Hasher as _};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_graphql::futures_util::FutureExt as _;
+use async_graphql::futures_util::future::select_ok;
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::{
@@ -40,8 +42,36 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 #[derive(Clone)]
 pub struct Pool {
     general: bb8::Pool<Manager>,
-    lanes: Arc<[bb8::Pool<Manager>]>,
+    lanes: Arc<[Lane]>,
+    lane_wait: Duration,
     stats: Arc<QueryStats>,
+}
+
+/// A lane: one connection, whether a request is queued for it, and the
+/// tenant it was last handed out for (a hash of the slug).
+struct Lane {
+    pool: bb8::Pool<Manager>,
+    queued: AtomicBool,
+    last: AtomicU64,
+}
+
+/// A request's place in the queue of one lane, given up when dropped.
+struct Queued<'a>(&'a Lane);
+
+impl<'a> Queued<'a> {
+    /// The lane's one place in its queue, if no other request holds it.
+    fn claim(lane: &'a Lane) -> Option<Self> {
+        lane.queued
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+            .then_some(Queued(lane))
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.queued.store(false, Ordering::Release);
+    }
 }
 
 /// A connection checked out of [`Pool`].
@@ -62,16 +92,10 @@ impl Pool {
     }
 
     /// A connection for work in `tenant`'s schema: one of its two lanes'
-    /// when idle, else one from the general pool. It never waits for a
-    /// lane: a busy lane may be held by a request that waits on a lock.
+    /// when one is idle or comes free soon, else one from the general pool.
     pub async fn get_for(&self, tenant: &str) -> Result<PooledConn<'_>, PoolRunError> {
-        for lane in self.lanes_of(tenant) {
-            // An idle connection is handed out at the first poll (checking
-            // it out costs no round trip); a lane with none opens one in
-            // the background, for next time.
-            if let Some(Ok(conn)) = lane.get().now_or_never() {
-                return Ok(conn);
-            }
+        if let Some(conn) = self.from_lanes(tenant, |lane| lane.get()).await {
+            return Ok(conn);
         }
         self.spilled();
         self.general.get().await
@@ -79,29 +103,88 @@ impl Pool {
 
     /// [`Pool::get_for`], not borrowing the pool.
     pub async fn get_owned_for(&self, tenant: &str) -> Result<PooledConn<'static>, PoolRunError> {
-        for lane in self.lanes_of(tenant) {
-            if let Some(Ok(conn)) = lane.get_owned().now_or_never() {
-                return Ok(conn);
-            }
+        if let Some(conn) = self.from_lanes(tenant, |lane| lane.get_owned()).await {
+            return Ok(conn);
         }
         self.spilled();
         self.general.get_owned().await
     }
 
-    /// The two lanes serving `tenant` (none without lanes). The second
-    /// means a tenant whose first lane is busy still often finds a
-    /// connection that knows it.
-    fn lanes_of(&self, tenant: &str) -> impl Iterator<Item = &bb8::Pool<Manager>> {
+    /// A connection of one of `tenant`'s lanes, taken with `get`: an idle
+    /// one at once, else the first to come free within the lane wait, if
+    /// this request can queue for it.
+    ///
+    /// A connection from the general pool has most likely served another
+    /// tenant last, so PostgreSQL plans each of the request's statements
+    /// again under the new search_path: for a dashboard, more than the
+    /// wait for a lane's current request to finish. But each lane queues
+    /// one request only, and only for a bounded time: a lane may be held
+    /// by a request that waits on a lock, and a tenant busier than its
+    /// lanes must not queue behind them.
+    async fn from_lanes<'a, T, F>(
+        &'a self,
+        tenant: &str,
+        get: impl Fn(&'a bb8::Pool<Manager>) -> F,
+    ) -> Option<T>
+    where
+        F: Future<Output = Result<T, PoolRunError>>,
+    {
+        let (hash, mut lanes) = self.lanes_of(tenant);
+        // The lane that served this tenant last first: PostgreSQL keeps the
+        // plans of the last search_path it planned under.
+        if let [Some(first), Some(second)] = lanes {
+            if AtomicU64::load(&second.last, Ordering::Relaxed) == hash
+                && AtomicU64::load(&first.last, Ordering::Relaxed) != hash
+            {
+                lanes = [Some(second), Some(first)];
+            }
+        }
+        let take = |lane: &'a Lane| {
+            get(&lane.pool).map(move |conn| {
+                if conn.is_ok() {
+                    lane.last.store(hash, Ordering::Relaxed);
+                }
+                conn
+            })
+        };
+        for lane in lanes.into_iter().flatten() {
+            // An idle connection is handed out at the first poll (checking
+            // it out costs no round trip); a lane with none opens one in
+            // the background.
+            if let Some(Ok(conn)) = take(lane).now_or_never() {
+                return Some(conn);
+            }
+        }
+        let queued: Vec<Queued<'a>> = lanes
+            .into_iter()
+            .flatten()
+            .filter_map(Queued::claim)
+            .collect();
+        if queued.is_empty() || self.lane_wait.is_zero() {
+            return None;
+        }
+        self.stats.lane_waits.fetch_add(1, Ordering::Relaxed);
+        let waits = queued.iter().map(|q| Box::pin(take(q.0)));
+        match tokio::time::timeout(self.lane_wait, select_ok(waits)).await {
+            Ok(Ok((conn, _))) => Some(conn),
+            _ => None,
+        }
+    }
+
+    /// The two lanes serving `tenant` (none without lanes; the same one
+    /// twice with one lane). The second means a tenant whose first lane is
+    /// busy still often finds a connection that knows it.
+    fn lanes_of(&self, tenant: &str) -> (u64, [Option<&Lane>; 2]) {
         let count = self.lanes.len() as u64;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         tenant.hash(&mut hasher);
         let hash = hasher.finish();
         let first = hash.checked_rem(count);
-        let second = first.map(|f| (f + 1 + (hash / count) % (count - 1).max(1)) % count);
-        [first, second]
-            .into_iter()
-            .flatten()
-            .filter_map(|i| self.lanes.get(usize::try_from(i).ok()?))
+        let second = first
+            .map(|f| (f + 1 + (hash / count) % (count - 1).max(1)) % count)
+            .filter(|&s| Some(s) != first);
+        let lane = |i: Option<u64>| self.lanes.get(usize::try_from(i?).ok()?);
+        (hash, [lane(first), lane(second)])
     }
 
     fn spilled(&self) {
@@ -121,6 +204,7 @@ pub struct QueryStats {
     statements: AtomicU64,
     recycled: AtomicU64,
     spills: AtomicU64,
+    lane_waits: AtomicU64,
     /// Connections that have been bound to as many tenants as allowed, by
     /// the address of their [`ConnWatch`] (stable for a connection's life).
     retiring: Mutex<HashSet<usize>>,
@@ -141,6 +225,12 @@ impl QueryStats {
     /// connection from the general pool instead.
     pub fn spills(&self) -> u64 {
         AtomicU64::load(&self.spills, Ordering::Relaxed)
+    }
+
+    /// Tenant transactions that found their lanes busy and queued for one
+    /// (each then served by its lane, or spilled when the wait ran out).
+    pub fn lane_waits(&self) -> u64 {
+        AtomicU64::load(&self.lane_waits, Ordering::Relaxed)
     }
 
     fn retiring(&self) -> std::sync::MutexGuard<'_, HashSet<usize>> {
@@ -278,7 +368,13 @@ pub struct PoolOptions {
     pub tenants_per_connection: usize,
     /// Lanes of one connection each, beside the general pool (0: none).
     pub lanes: usize,
+    /// How long a request whose lanes are both busy queues for one before
+    /// taking a connection from the general pool (zero: it never queues).
+    pub lane_wait: Duration,
 }
+
+/// The default [`PoolOptions::lane_wait`].
+pub const LANE_WAIT: Duration = Duration::from_millis(5);
 
 /// Builds the pool and the counters its connections report to, with no
 /// limit on the tenants one connection serves (tools and tests; the server
@@ -291,6 +387,7 @@ pub fn build_pool(database_url: &str, max_size: u32) -> (Pool, Arc<QueryStats>) 
             max_size,
             tenants_per_connection: 0,
             lanes: 0,
+            lane_wait: LANE_WAIT,
         },
     )
 }
@@ -308,12 +405,17 @@ pub fn build_pool_with(database_url: &str, options: PoolOptions) -> (Pool, Arc<Q
     let lanes = (0..options.lanes)
         .map(|lane| {
             let lifetime = lane_lifetime(lane, options.lanes);
-            build_one(database_url, options, LANE_SIZE, lifetime, &stats)
+            Lane {
+                pool: build_one(database_url, options, LANE_SIZE, lifetime, &stats),
+                queued: AtomicBool::new(false),
+                last: AtomicU64::new(0),
+            }
         })
         .collect();
     let pool = Pool {
         general,
         lanes,
+        lane_wait: options.lane_wait,
         stats: stats.clone(),
     };
     (pool, stats)

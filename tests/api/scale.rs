@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use diesel_async::SimpleAsyncConnection;
+use futures::FutureExt as _;
 use serde_json::{Value, json};
 use strata::tenancy::conn::TenantTx;
 use strata::tenancy::schema_pool;
@@ -102,8 +103,9 @@ async fn a_busy_lane_spills_to_the_pool() {
     let app = TestApp::builder().pool_size(1).lanes(1).spawn().await;
     let a = app.tenant_with_owner("alpha", "enterprise").await;
     app.create_project(&a, "alpha-1").await;
-    // Its lane's connection is taken: the request is served from the pool
-    // instead of waiting for it.
+    // Its lane's connection is taken (as by a request waiting on a lock):
+    // the request queues for it no longer than the lane wait, then is
+    // served from the pool.
     let spills = app.app.query_stats.spills();
     let held = app.app.pool.get_for("alpha").await.unwrap();
     assert_eq!(app.app.query_stats.spills(), spills, "the lane was idle");
@@ -121,6 +123,85 @@ async fn a_busy_lane_spills_to_the_pool() {
     let body = app.gql().token(&a).send(DASHBOARD, json!({})).await;
     assert!(body["errors"].is_null(), "{body}");
     assert_eq!(app.app.query_stats.spills(), spills);
+}
+
+#[tokio::test]
+async fn a_request_queues_for_its_busy_lane_and_is_served_there() {
+    // A wait far longer than the test needs, so it cannot race the clock.
+    let app = TestApp::builder()
+        .pool_size(1)
+        .lanes(1)
+        .lane_wait(Duration::from_secs(60))
+        .spawn()
+        .await;
+    let a = app.tenant_with_owner("alpha", "enterprise").await;
+    app.create_project(&a, "alpha-1").await;
+    let stats = &app.app.query_stats;
+    let (spills, waits) = (stats.spills(), stats.lane_waits());
+    let held = app.app.pool.get_for("alpha").await.unwrap();
+    let dashboard = app.gql().token(&a).send(DASHBOARD, json!({}));
+    let release = async move {
+        until(|| stats.lane_waits() > waits).await;
+        drop(held);
+    };
+    let (body, ()) = tokio::join!(dashboard, release);
+    assert!(body["errors"].is_null(), "{body}");
+    assert_eq!(
+        body["data"]["projects"]["edges"][0]["node"]["name"], "alpha-1",
+        "{body}"
+    );
+    assert_eq!(stats.lane_waits(), waits + 1);
+    assert_eq!(stats.spills(), spills, "served on its lane, not the pool's");
+}
+
+#[tokio::test]
+async fn a_lane_queues_one_request_and_a_cancelled_one_gives_its_place_back() {
+    let app = TestApp::builder()
+        .pool_size(1)
+        .lanes(1)
+        .lane_wait(Duration::from_secs(60))
+        .spawn()
+        .await;
+    app.tenant_with_owner("alpha", "enterprise").await;
+    let (pool, stats) = (&app.app.pool, &app.app.query_stats);
+    let held = pool.get_for("alpha").await.unwrap();
+    let (spills, waits) = (stats.spills(), stats.lane_waits());
+    // One request queues for the lane...
+    let mut first = Box::pin(pool.get_for("alpha"));
+    assert!((&mut first).now_or_never().is_none());
+    assert_eq!(stats.lane_waits(), waits + 1);
+    // ...and the next does not queue behind it: it is served from the
+    // pool at once.
+    let second = tokio::time::timeout(Duration::from_secs(5), pool.get_for("alpha"))
+        .await
+        .expect("not queued behind the first")
+        .unwrap();
+    assert_eq!(stats.spills(), spills + 1);
+    assert_eq!(stats.lane_waits(), waits + 1);
+    drop(second);
+    // Cancelled, the first gives its place back: the next request queues,
+    // and gets the lane when it comes free.
+    drop(first);
+    let mut third = Box::pin(pool.get_for("alpha"));
+    assert!((&mut third).now_or_never().is_none());
+    assert_eq!(stats.lane_waits(), waits + 2);
+    drop(held);
+    tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("handed the lane")
+        .unwrap();
+    assert_eq!(stats.spills(), spills + 1, "the third was not spilled");
+}
+
+/// Returns once `done` holds (checked every 5 ms, for at most 10 s).
+async fn until(done: impl Fn() -> bool) {
+    for _ in 0..2000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("timed out");
 }
 
 #[tokio::test]
@@ -398,6 +479,7 @@ async fn connections_are_recycled_after_serving_their_share_of_tenants() {
             max_size: 1,
             tenants_per_connection: 2,
             lanes: 0,
+            lane_wait: strata::db::LANE_WAIT,
         },
     );
     let pid = || async {

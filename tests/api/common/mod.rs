@@ -155,6 +155,7 @@ fn unique_db_name() -> String {
 pub struct TestAppBuilder {
     pool_size: u32,
     lanes: usize,
+    lane_wait: std::time::Duration,
     template: &'static [TemplateStep],
     login_lock_after: u32,
 }
@@ -173,12 +174,20 @@ impl TestAppBuilder {
         self
     }
 
-    /// Another tenant template.
+    /// How long a request queues for its busy lane (the server's default
+    /// otherwise).
+    pub fn lane_wait(mut self, wait: std::time::Duration) -> Self {
+        self.lane_wait = wait;
+        self
+    }
+
+    /// Failed logins in a row before an account is locked.
     pub fn login_lock_after(mut self, n: u32) -> Self {
         self.login_lock_after = n;
         self
     }
 
+    /// Another tenant template.
     pub fn template(mut self, template: &'static [TemplateStep]) -> Self {
         self.template = template;
         self
@@ -229,6 +238,7 @@ impl TestAppBuilder {
                     max_size: self.pool_size,
                     tenants_per_connection: 0,
                     lanes: self.lanes,
+                    lane_wait: self.lane_wait,
                 },
             ),
             self.template,
@@ -381,6 +391,7 @@ impl TestApp {
         TestAppBuilder {
             pool_size: 4,
             lanes: 0,
+            lane_wait: strata::db::LANE_WAIT,
             template: TEMPLATE,
             login_lock_after: 10,
         }
