@@ -94,7 +94,7 @@ impl Pool {
     /// A connection for work in `tenant`'s schema: one of its two lanes'
     /// when one is idle or comes free soon, else one from the general pool.
     pub async fn get_for(&self, tenant: &str) -> Result<PooledConn<'_>, PoolRunError> {
-        if let Some(conn) = self.from_lanes(tenant, |lane| lane.get()).await {
+        if let Some(conn) = self.lane_conn(tenant, |lane| lane.get()).await {
             return Ok(conn);
         }
         self.spilled();
@@ -103,7 +103,7 @@ impl Pool {
 
     /// [`Pool::get_for`], not borrowing the pool.
     pub async fn get_owned_for(&self, tenant: &str) -> Result<PooledConn<'static>, PoolRunError> {
-        if let Some(conn) = self.from_lanes(tenant, |lane| lane.get_owned()).await {
+        if let Some(conn) = self.lane_conn(tenant, |lane| lane.get_owned()).await {
             return Ok(conn);
         }
         self.spilled();
@@ -121,7 +121,7 @@ impl Pool {
     /// one request only, and only for a bounded time: a lane may be held
     /// by a request that waits on a lock, and a tenant busier than its
     /// lanes must not queue behind them.
-    async fn from_lanes<'a, T, F>(
+    async fn lane_conn<'a, T, F>(
         &'a self,
         tenant: &str,
         get: impl Fn(&'a bb8::Pool<Manager>) -> F,
@@ -132,12 +132,11 @@ impl Pool {
         let (hash, mut lanes) = self.lanes_of(tenant);
         // The lane that served this tenant last first: PostgreSQL keeps the
         // plans of the last search_path it planned under.
-        if let [Some(first), Some(second)] = lanes {
-            if AtomicU64::load(&second.last, Ordering::Relaxed) == hash
-                && AtomicU64::load(&first.last, Ordering::Relaxed) != hash
-            {
-                lanes = [Some(second), Some(first)];
-            }
+        if let [Some(first), Some(second)] = lanes
+            && AtomicU64::load(&second.last, Ordering::Relaxed) == hash
+            && AtomicU64::load(&first.last, Ordering::Relaxed) != hash
+        {
+            lanes = [Some(second), Some(first)];
         }
         let take = |lane: &'a Lane| {
             get(&lane.pool).map(move |conn| {
