@@ -353,6 +353,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
             max_size: 4,
             tenants_per_connection: 200,
             lanes: 0,
+            lane_wait: strata::db::LANE_WAIT,
         },
     );
     let mut report = String::new();
