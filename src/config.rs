@@ -85,9 +85,11 @@ pub struct Config {
 
     /// Tenant lanes: connections, beside the pool, each serving only the
     /// tenants hashed to it (two lanes per tenant), so PostgreSQL's caches
-    /// stay warm for them over thousands of tenants (0: none; every tenant
-    /// transaction uses the pool).
-    #[arg(long, env = "STRATA_POOL_LANES", default_value_t = 16)]
+    /// and plans stay warm for them. A request whose two lanes are busy
+    /// queues up to 5 ms for one (one request per lane) before it takes a
+    /// connection from the pool (0: none; every tenant transaction uses the
+    /// pool). Lanes open their connections when first used.
+    #[arg(long, env = "STRATA_POOL_LANES", default_value_t = 32)]
     pub pool_lanes: usize,
 }
 
