@@ -37,8 +37,9 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 /// never seen the request's tenant. So lanes of one connection each sit
 /// beside the general pool; a tenant has two of them (by a hash of its
 /// slug), so each lane serves a fixed share of the tenants and stays warm
-/// for them. When both of a tenant's lanes are busy, its work spills to
-/// the general pool rather than queue behind them.
+/// for them. When both of a tenant's lanes are busy, a request queues
+/// briefly for the first to come free, then spills to the general pool
+/// (see [`Pool::get_for`]).
 #[derive(Clone)]
 pub struct Pool {
     general: bb8::Pool<Manager>,
@@ -92,7 +93,8 @@ impl Pool {
     }
 
     /// A connection for work in `tenant`'s schema: one of its two lanes'
-    /// when one is idle or comes free soon, else one from the general pool.
+    /// when one is idle or comes free within the lane wait (if no other
+    /// request is queued for it), else one from the general pool.
     pub async fn get_for(&self, tenant: &str) -> Result<PooledConn<'_>, PoolRunError> {
         if let Some(conn) = self.lane_conn(tenant, |lane| lane.get()).await {
             return Ok(conn);
@@ -154,12 +156,15 @@ impl Pool {
                 return Some(conn);
             }
         }
+        if self.lane_wait.is_zero() {
+            return None;
+        }
         let queued: Vec<Queued<'a>> = lanes
             .into_iter()
             .flatten()
             .filter_map(Queued::claim)
             .collect();
-        if queued.is_empty() || self.lane_wait.is_zero() {
+        if queued.is_empty() {
             return None;
         }
         self.stats.lane_waits.fetch_add(1, Ordering::Relaxed);
@@ -170,9 +175,9 @@ impl Pool {
         }
     }
 
-    /// The two lanes serving `tenant` (none without lanes; the same one
-    /// twice with one lane). The second means a tenant whose first lane is
-    /// busy still often finds a connection that knows it.
+    /// The hash of `tenant`, and the two lanes serving it (none without
+    /// lanes; one with one lane). The second means a tenant whose first
+    /// lane is busy still often finds a connection that knows it.
     fn lanes_of(&self, tenant: &str) -> (u64, [Option<&Lane>; 2]) {
         let count = self.lanes.len() as u64;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
