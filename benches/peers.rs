@@ -1283,9 +1283,11 @@ fn paced(mut lua: String, ms: u64) -> String {
     lua
 }
 
-/// Counts answers that are not a 200 with data and no errors.
+/// Counts answers that are not a 200 with data and no errors. `bad` is a
+/// global: `done` reads it from each thread with `get`, which sees globals
+/// only (as a `local` it read nil, and no reply with errors was counted).
 const LUA_ERRORS: &str = r#"
-local bad = 0
+bad = 0
 response = function(status, headers, body)
   if status ~= 200 or string.find(body, '"errors"', 1, true) then bad = bad + 1 end
 end

@@ -149,6 +149,11 @@ impl Pool {
             })
         };
         for lane in lanes.into_iter().flatten() {
+            // A lane with a request queued for it is that request's when it
+            // comes free (bb8 makes it idle before the queued request runs).
+            if AtomicBool::load(&lane.queued, Ordering::Acquire) {
+                continue;
+            }
             // An idle connection is handed out at the first poll (checking
             // it out costs no round trip); a lane with none opens one in
             // the background.
@@ -231,8 +236,9 @@ impl QueryStats {
         AtomicU64::load(&self.spills, Ordering::Relaxed)
     }
 
-    /// Tenant transactions that found their lanes busy and queued for one
-    /// (each then served by its lane, or spilled when the wait ran out).
+    /// Requests for a connection in a tenant's schema that found its lanes
+    /// busy (or opening their connection) and queued for one: each then
+    /// served by its lane, or spilled when the wait ran out.
     pub fn lane_waits(&self) -> u64 {
         AtomicU64::load(&self.lane_waits, Ordering::Relaxed)
     }

@@ -307,10 +307,7 @@ pub async fn resolve(
     if let Some((token_tenant, token_slug)) = &sources.token
         && token_tenant.map_or(*token_slug != tenant.slug, |id| id != tenant.id)
     {
-        return Err(AppError::TenantMismatch(format!(
-            "the credential was issued for tenant '{token_slug}', not '{}'",
-            tenant.slug
-        )));
+        return Err(AppError::TenantMismatch(mismatch(token_slug, &tenant.slug)));
     }
     match tenant.status.as_str() {
         status::ACTIVE => Ok(tenant),
@@ -322,9 +319,34 @@ pub async fn resolve(
     }
 }
 
+/// Why a credential for `token_slug` is refused for `tenant_slug`. The two
+/// are the same when the credential's tenant was deleted and its name
+/// taken by a new tenant (or the credential comes from another database).
+fn mismatch(token_slug: &str, tenant_slug: &str) -> String {
+    if token_slug == tenant_slug {
+        format!(
+            "the credential was issued for another tenant named '{token_slug}', since \
+             deleted or in another database; sign in again"
+        )
+    } else {
+        format!("the credential was issued for tenant '{token_slug}', not '{tenant_slug}'")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mismatch_names_both_tenants_or_says_the_name_was_reused() {
+        assert_eq!(
+            mismatch("acme", "globex"),
+            "the credential was issued for tenant 'acme', not 'globex'"
+        );
+        let reused = mismatch("acme", "acme");
+        assert!(reused.contains("another tenant named 'acme'"), "{reused}");
+        assert!(reused.ends_with("sign in again"), "{reused}");
+    }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -109,14 +109,16 @@ async fn a_busy_lane_spills_to_the_pool() {
     let spills = app.app.query_stats.spills();
     let held = app.app.pool.get_for("alpha").await.unwrap();
     assert_eq!(app.app.query_stats.spills(), spills, "the lane was idle");
+    let waits = app.app.query_stats.lane_waits();
     let body = tokio::time::timeout(
         Duration::from_secs(5),
         app.gql().token(&a).send(DASHBOARD, json!({})),
     )
     .await
-    .expect("served without waiting for the lane");
+    .expect("served without waiting for the lane to come free");
     assert!(body["errors"].is_null(), "{body}");
     assert!(app.app.query_stats.spills() > spills);
+    assert!(app.app.query_stats.lane_waits() > waits, "it queued first");
     drop(held);
     // Free again: served on the lane, no spill.
     let spills = app.app.query_stats.spills();
@@ -191,6 +193,43 @@ async fn a_lane_queues_one_request_and_a_cancelled_one_gives_its_place_back() {
         .expect("handed the lane")
         .unwrap();
     assert_eq!(stats.spills(), spills + 1, "the third was not spilled");
+}
+
+#[tokio::test]
+async fn a_request_queued_for_two_lanes_takes_the_first_free_and_gives_both_places_back() {
+    let app = TestApp::builder()
+        .pool_size(1)
+        .lanes(2)
+        .lane_wait(Duration::from_secs(60))
+        .spawn()
+        .await;
+    app.tenant_with_owner("alpha", "enterprise").await;
+    let (pool, stats) = (&app.app.pool, &app.app.query_stats);
+    // With two lanes, both are alpha's: hold both.
+    let first_lane = pool.get_for("alpha").await.unwrap();
+    let second_lane = pool.get_for("alpha").await.unwrap();
+    let (spills, waits) = (stats.spills(), stats.lane_waits());
+    let mut queued = Box::pin(pool.get_for("alpha"));
+    assert!((&mut queued).now_or_never().is_none());
+    assert_eq!(stats.lane_waits(), waits + 1);
+    // Either lane coming free serves it: here the second.
+    drop(second_lane);
+    let served = tokio::time::timeout(Duration::from_secs(5), queued)
+        .await
+        .expect("handed the lane that came free")
+        .unwrap();
+    // Both places were given back: the next request queues (for either
+    // lane) rather than spilling.
+    let mut next = Box::pin(pool.get_for("alpha"));
+    assert!((&mut next).now_or_never().is_none());
+    assert_eq!(stats.lane_waits(), waits + 2);
+    drop(first_lane);
+    tokio::time::timeout(Duration::from_secs(5), next)
+        .await
+        .expect("handed the first lane")
+        .unwrap();
+    drop(served);
+    assert_eq!(stats.spills(), spills, "nothing spilled");
 }
 
 /// Returns once `done` holds (checked every 5 ms, for at most 10 s).
