@@ -129,14 +129,7 @@ async fn a_busy_lane_spills_to_the_pool() {
 
 #[tokio::test]
 async fn a_request_queues_for_its_busy_lane_and_is_served_there() {
-    // A wait far longer than the test needs, so it cannot race the clock.
-    let app = TestApp::builder()
-        .pool_size(1)
-        .lanes(1)
-        .lane_wait(Duration::from_secs(60))
-        .spawn()
-        .await;
-    let a = app.tenant_with_owner("alpha", "enterprise").await;
+    let (app, a) = queueing_app(1).await;
     app.create_project(&a, "alpha-1").await;
     let stats = &app.app.query_stats;
     let (spills, waits) = (stats.spills(), stats.lane_waits());
@@ -158,20 +151,12 @@ async fn a_request_queues_for_its_busy_lane_and_is_served_there() {
 
 #[tokio::test]
 async fn a_lane_queues_one_request_and_a_cancelled_one_gives_its_place_back() {
-    let app = TestApp::builder()
-        .pool_size(1)
-        .lanes(1)
-        .lane_wait(Duration::from_secs(60))
-        .spawn()
-        .await;
-    app.tenant_with_owner("alpha", "enterprise").await;
+    let (app, _) = queueing_app(1).await;
     let (pool, stats) = (&app.app.pool, &app.app.query_stats);
     let held = pool.get_for("alpha").await.unwrap();
     let (spills, waits) = (stats.spills(), stats.lane_waits());
     // One request queues for the lane...
-    let mut first = Box::pin(pool.get_for("alpha"));
-    assert!((&mut first).now_or_never().is_none());
-    assert_eq!(stats.lane_waits(), waits + 1);
+    let first = queue_for_alpha(&app);
     // ...and the next does not queue behind it: it is served from the
     // pool at once.
     let second = tokio::time::timeout(Duration::from_secs(5), pool.get_for("alpha"))
@@ -184,8 +169,7 @@ async fn a_lane_queues_one_request_and_a_cancelled_one_gives_its_place_back() {
     // Cancelled, the first gives its place back: the next request queues,
     // and gets the lane when it comes free.
     drop(first);
-    let mut third = Box::pin(pool.get_for("alpha"));
-    assert!((&mut third).now_or_never().is_none());
+    let third = queue_for_alpha(&app);
     assert_eq!(stats.lane_waits(), waits + 2);
     drop(held);
     tokio::time::timeout(Duration::from_secs(5), third)
@@ -197,20 +181,13 @@ async fn a_lane_queues_one_request_and_a_cancelled_one_gives_its_place_back() {
 
 #[tokio::test]
 async fn a_request_queued_for_two_lanes_takes_the_first_free_and_gives_both_places_back() {
-    let app = TestApp::builder()
-        .pool_size(1)
-        .lanes(2)
-        .lane_wait(Duration::from_secs(60))
-        .spawn()
-        .await;
-    app.tenant_with_owner("alpha", "enterprise").await;
+    let (app, _) = queueing_app(2).await;
     let (pool, stats) = (&app.app.pool, &app.app.query_stats);
     // With two lanes, both are alpha's: hold both.
     let first_lane = pool.get_for("alpha").await.unwrap();
     let second_lane = pool.get_for("alpha").await.unwrap();
     let (spills, waits) = (stats.spills(), stats.lane_waits());
-    let mut queued = Box::pin(pool.get_for("alpha"));
-    assert!((&mut queued).now_or_never().is_none());
+    let queued = queue_for_alpha(&app);
     assert_eq!(stats.lane_waits(), waits + 1);
     // Either lane coming free serves it: here the second.
     drop(second_lane);
@@ -220,8 +197,7 @@ async fn a_request_queued_for_two_lanes_takes_the_first_free_and_gives_both_plac
         .unwrap();
     // Both places were given back: the next request queues (for either
     // lane) rather than spilling.
-    let mut next = Box::pin(pool.get_for("alpha"));
-    assert!((&mut next).now_or_never().is_none());
+    let next = queue_for_alpha(&app);
     assert_eq!(stats.lane_waits(), waits + 2);
     drop(first_lane);
     tokio::time::timeout(Duration::from_secs(5), next)
@@ -230,6 +206,35 @@ async fn a_request_queued_for_two_lanes_takes_the_first_free_and_gives_both_plac
         .unwrap();
     drop(served);
     assert_eq!(stats.spills(), spills, "nothing spilled");
+}
+
+/// A server with `lanes` lanes, a pool of one connection, and a lane wait
+/// far longer than any test needs (so none races the clock); and tenant
+/// alpha, with its owner's token.
+async fn queueing_app(lanes: usize) -> (TestApp, String) {
+    let app = TestApp::builder()
+        .pool_size(1)
+        .lanes(lanes)
+        .lane_wait(Duration::from_secs(60))
+        .spawn()
+        .await;
+    let token = app.tenant_with_owner("alpha", "enterprise").await;
+    (app, token)
+}
+
+/// A request for a connection in alpha's schema, polled once: it must be
+/// waiting (its lanes busy), not served.
+fn queue_for_alpha(
+    app: &TestApp,
+) -> std::pin::Pin<
+    Box<impl Future<Output = Result<strata::db::PooledConn<'_>, strata::db::PoolRunError>>>,
+> {
+    let mut request = Box::pin(app.app.pool.get_for("alpha"));
+    assert!(
+        (&mut request).now_or_never().is_none(),
+        "served, not queued"
+    );
+    request
 }
 
 /// Returns once `done` holds (checked every 5 ms, for at most 10 s).
