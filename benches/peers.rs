@@ -187,6 +187,13 @@ impl Placed {
         }
     }
 
+    fn get(&self, placement: Placement) -> &Load {
+        match placement {
+            Placement::Apart => &self.apart,
+            Placement::Shared => &self.shared,
+        }
+    }
+
     fn each(&self) -> [(Placement, &Load); 2] {
         [
             (Placement::Apart, &self.apart),
@@ -203,6 +210,11 @@ struct Big {
     rss: u64,
     without_lanes: Load,
     paced: Load,
+    /// R1 over the first tenants again, on the same server after the runs
+    /// over `n`, saturated and paced, and its backends' memory meanwhile.
+    again: Load,
+    again_paced: Load,
+    again_mem: BackendMemory,
     mem_without_lanes: BackendMemory,
     growth: Vec<(usize, u64)>,
     ceiling: Load,
@@ -444,7 +456,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
     let r1 = *r1;
     eprintln!("R1 on Strata over {} tenants, paced", tenants.len());
     let paced_lua = dir.join("strata-r1-paced.lua");
-    std::fs::write(&paced_lua, paced(r1_script, args.pace_ms))?;
+    std::fs::write(&paced_lua, paced(r1_script.clone(), args.pace_ms))?;
     let r1_paced = wrk(&base, &paced_lua, args, "/graphql", placement)?;
     let strata_rss = server.peak_rss_kib()?;
     // The ceiling: R1's SQL through pgbench, tenant switch included.
@@ -504,7 +516,21 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
         .await?;
         eprintln!("R1 on Strata over {} tenants, paced", all.len());
         std::fs::write(&paced_lua, paced(script, args.pace_ms))?;
-        let paced = wrk(&base, &paced_lua, args, "/graphql", placement)?;
+        let paced_over_n = wrk(&base, &paced_lua, args, "/graphql", placement)?;
+        // The first tenants again, on the same server with every connection
+        // it opened for the runs over N still open: from the runs over N
+        // only the tenants differ, not how many backends the machine holds
+        // nor their size, which this machine's own agent makes cost time
+        // (BENCHMARKS.md, "The paced tail over 10,000 tenants, found").
+        eprintln!("R1 on Strata over {} tenants again", tenants.len());
+        let again_lua = dir.join("strata-r1-again.lua");
+        std::fs::write(&again_lua, &r1_script)?;
+        let (again, again_mem) = sampled(&pool, || {
+            wrk(&base, &again_lua, args, "/graphql", placement)
+        })
+        .await?;
+        std::fs::write(&paced_lua, paced(r1_script.clone(), args.pace_ms))?;
+        let again_paced = wrk(&base, &paced_lua, args, "/graphql", placement)?;
         let rss = server.peak_rss_kib()?;
         eprintln!("one connection through {} tenants", all.len());
         let growth = memory_per_tenant_touched(url, &all).await?;
@@ -527,7 +553,10 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
             mem,
             rss,
             without_lanes,
-            paced,
+            paced: paced_over_n,
+            again,
+            again_paced,
+            again_mem,
             mem_without_lanes,
             growth,
             ceiling: ceiling_big,
@@ -568,6 +597,15 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
         )
     };
     row(&mut report, &paced_name(args.tenants), &r1_paced)?;
+    let again_name = |paced: bool| {
+        format!(
+            "R1 Strata over {} tenants again, after the runs over {}, same server{}, {}",
+            args.tenants,
+            args.big,
+            if paced { ", paced" } else { "" },
+            placement.describe()
+        )
+    };
     row(
         &mut report,
         "R1 pgbench (ceiling), PostgreSQL on both",
@@ -604,6 +642,8 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
             )?;
         }
         row(&mut report, &paced_name(n), &b.paced)?;
+        row(&mut report, &again_name(false), &b.again)?;
+        row(&mut report, &again_name(true), &b.again_paced)?;
         row(
             &mut report,
             &format!(
@@ -679,6 +719,8 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
             )?;
         }
         crow(&mut report, &paced_name(n), &b.paced)?;
+        crow(&mut report, &again_name(false), &b.again)?;
+        crow(&mut report, &again_name(true), &b.again_paced)?;
         crow(
             &mut report,
             &format!("R1 Strata over {n} tenants, no tenant lanes"),
@@ -786,10 +828,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
             l.p99 / r1.p99
         )?;
         for (p, l) in b.runs.each() {
-            let small = match p {
-                Placement::Apart => &r1s.apart,
-                Placement::Shared => &r1s.shared,
-            };
+            let small = r1s.get(p);
             writeln!(
                 report,
                 "| the same, both with {} | {:.2}x | |",
@@ -804,6 +843,19 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
             args.pace_ms,
             placement.describe(),
             b.paced.p99 / r1_paced.p99
+        )?;
+        let over = b.runs.get(placement);
+        writeln!(
+            report,
+            "| R1 p99 over {n} tenants vs over {} again on the same server after them, {} | {:.2}x | <= 1.25x |",
+            args.tenants,
+            placement.describe(),
+            over.p99 / b.again.p99
+        )?;
+        writeln!(
+            report,
+            "| the same, paced | {:.2}x | <= 1.25x |",
+            b.paced.p99 / b.again_paced.p99
         )?;
         writeln!(
             report,
@@ -827,6 +879,12 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
             report,
             "| PostgreSQL memory, Strata's connections, during R1 over {n} | {} | bounded |",
             b.mem.describe()
+        )?;
+        writeln!(
+            report,
+            "| PostgreSQL memory, Strata's connections, during R1 over {} again | {} | |",
+            args.tenants,
+            b.again_mem.describe()
         )?;
         writeln!(
             report,
