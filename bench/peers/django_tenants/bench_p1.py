@@ -9,7 +9,8 @@ PGUSER, PGPASSWORD, PGDATABASE; see djbench/settings.py).
 Sets up the public schema once (migrate_schemas --shared), then for each tenant
 times Client(schema_name=..., name=...).save(): with auto_create_schema that
 save inserts the tenant row, runs CREATE SCHEMA and all tenant migrations
-(tables, indexes, constraints, the seeded built-in roles). The tenant's Domain
+(tables, indexes, constraints, the seeded built-in roles, the access version
+and its triggers). The tenant's Domain
 row is saved right after, outside the timed section. No password hashing.
 
 Prints one JSON line on stdout:
@@ -38,7 +39,7 @@ from django.db import connection  # noqa: E402
 
 from customers.models import Client, Domain  # noqa: E402
 
-EXPECTED_APP_TABLES = 14
+EXPECTED_APP_TABLES = 15
 
 
 def percentile(sorted_ms, p):
@@ -105,14 +106,20 @@ def main():
             first = schemas[args.warmup]
             cur.execute(
                 f'SELECT (SELECT count(*) FROM "{first}".roles WHERE builtin),'
-                f' (SELECT count(*) FROM "{first}".role_permissions)'
+                f' (SELECT count(*) FROM "{first}".role_permissions),'
+                f' (SELECT count(*) FROM "{first}".access_version),'
+                f" (SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+                f" JOIN pg_namespace n ON n.oid = c.relnamespace"
+                f" WHERE n.nspname = '{first}' AND t.tgname LIKE '%bump_access_version'"
+                f" AND t.tgenabled = 'A')"
             )
-            roles, perms = cur.fetchone()
+            roles, perms, versions, bumps = cur.fetchone()
         tables, app_tables = counts.get(first, (0, 0))
         bad = [s for s in schemas if counts.get(s, (0, 0))[1] != EXPECTED_APP_TABLES]
-        if bad or (roles, perms) != (4, 12):
+        if bad or (roles, perms, versions, bumps) != (4, 12, 1, 3):
             log(f"unexpected tenant contents: schemas without {EXPECTED_APP_TABLES} tables: "
-                f"{bad[:5]}; {first} has {roles} built-in roles, {perms} role permissions")
+                f"{bad[:5]}; {first} has {roles} built-in roles, {perms} role permissions, "
+                f"{versions} access version rows, {bumps} access version triggers")
             sys.exit(1)
     finally:
         if not args.keep:

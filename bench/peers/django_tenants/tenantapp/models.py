@@ -1,4 +1,4 @@
-"""The tenant template's final shape (tenant_template/0001 + 0002) as Django models.
+"""The tenant template's final shape (tenant_template/0001 to 0003) as Django models.
 
 Table, index and constraint names follow the SQL so the two schemas can be
 diffed. Differences Django cannot avoid are listed in README.md (FKs are
@@ -8,6 +8,7 @@ is rendered as STATEMENT_TIMESTAMP(), and CHECK/constraint names are ours).
 import uuid
 
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.functions import RandomUUID
 from django.db import models
 from django.db.models import Q, Value
 from django.db.models.functions import Coalesce, Lower, Now
@@ -264,4 +265,18 @@ class AuditEvent(models.Model):
                 condition=Q(actor_kind__in=["user", "admin", "api_key", "anonymous"]),
                 name="audit_events_actor_kind_check",
             ),
+        ]
+
+
+class AccessVersion(models.Model):
+    """Template step 3: one row, replaced by every change to roles, their
+    permissions or who holds them (triggers in migration 0003)."""
+
+    only_row = models.BooleanField(primary_key=True, db_default=True)
+    version = models.UUIDField(db_default=RandomUUID())
+
+    class Meta:
+        db_table = "access_version"
+        constraints = [
+            models.CheckConstraint(condition=Q(only_row=True), name="access_version_only_row_check"),
         ]
