@@ -1,41 +1,19 @@
-# Written by hand to match tenant_template/0003_access_version/up.sql: the
-# access_version table and its one row, the function that replaces the
-# version, and the three statement triggers (enabled ALWAYS) that call it.
+# Written by hand: template step 3 exactly as Strata applies it. The database
+# runs tenant_template/0003_access_version/up.sql itself (the access_version
+# table and its row, the bump function, the three statement triggers enabled
+# ALWAYS), so the two cannot drift apart; Django's state learns of the table
+# from the model.
+
+from pathlib import Path
 
 import django.contrib.postgres.functions
 from django.db import migrations, models
 
-ACCESS_VERSION_SQL = """
-INSERT INTO access_version DEFAULT VALUES;
-
-CREATE FUNCTION bump_access_version() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE format('UPDATE %I.access_version SET version = gen_random_uuid()', TG_TABLE_SCHEMA);
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER roles_bump_access_version
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON roles
-    FOR EACH STATEMENT EXECUTE FUNCTION bump_access_version();
-CREATE TRIGGER role_permissions_bump_access_version
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON role_permissions
-    FOR EACH STATEMENT EXECUTE FUNCTION bump_access_version();
-CREATE TRIGGER role_assignments_bump_access_version
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON role_assignments
-    FOR EACH STATEMENT EXECUTE FUNCTION bump_access_version();
-
-ALTER TABLE roles ENABLE ALWAYS TRIGGER roles_bump_access_version;
-ALTER TABLE role_permissions ENABLE ALWAYS TRIGGER role_permissions_bump_access_version;
-ALTER TABLE role_assignments ENABLE ALWAYS TRIGGER role_assignments_bump_access_version;
-"""
+STEP_3 = Path(__file__).resolve().parents[5] / "tenant_template" / "0003_access_version" / "up.sql"
 
 REVERSE_SQL = """
-DROP TRIGGER role_assignments_bump_access_version ON role_assignments;
-DROP TRIGGER role_permissions_bump_access_version ON role_permissions;
-DROP TRIGGER roles_bump_access_version ON roles;
-DROP FUNCTION bump_access_version();
-DELETE FROM access_version;
+DROP FUNCTION bump_access_version() CASCADE;
+DROP TABLE access_version;
 """
 
 
@@ -46,16 +24,20 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.CreateModel(
-            name='AccessVersion',
-            fields=[
-                ('only_row', models.BooleanField(db_default=True, primary_key=True, serialize=False)),
-                ('version', models.UUIDField(db_default=django.contrib.postgres.functions.RandomUUID())),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.CreateModel(
+                    name='AccessVersion',
+                    fields=[
+                        ('only_row', models.BooleanField(db_default=True, primary_key=True, serialize=False)),
+                        ('version', models.UUIDField(db_default=django.contrib.postgres.functions.RandomUUID())),
+                    ],
+                    options={
+                        'db_table': 'access_version',
+                        'constraints': [models.CheckConstraint(condition=models.Q(('only_row', True)), name='access_version_only_row_check')],
+                    },
+                ),
             ],
-            options={
-                'db_table': 'access_version',
-                'constraints': [models.CheckConstraint(condition=models.Q(('only_row', True)), name='access_version_only_row_check')],
-            },
+            database_operations=[migrations.RunSQL(STEP_3.read_text(), REVERSE_SQL)],
         ),
-        migrations.RunSQL(ACCESS_VERSION_SQL, REVERSE_SQL),
     ]
