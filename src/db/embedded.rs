@@ -112,6 +112,7 @@ impl EmbeddedPostgres {
             .append(true)
             .open(&log_path)
             .with_context(|| format!("opening {}", log_path.display()))?;
+        raise_open_file_limit();
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(WATCHDOG)
@@ -127,8 +128,10 @@ impl EmbeddedPostgres {
             // A connection serving hundreds of tenants reads thousands of
             // relation files; past this many open files per backend,
             // PostgreSQL closes and reopens them on every request. It
-            // uses fewer when the process's file limit is lower.
-            .args(["-c", "max_files_per_process=16384"]);
+            // uses fewer when the process's file limit is lower, hence
+            // `raise_open_file_limit` above.
+            .arg("-c")
+            .arg(format!("max_files_per_process={FILES_PER_BACKEND}"));
         if opts.ephemeral {
             cmd.args(["-c", "fsync=off"])
                 .args(["-c", "synchronous_commit=off"])
@@ -273,6 +276,55 @@ fn find_binaries() -> anyhow::Result<Binaries> {
     )
 }
 
+/// Open files PostgreSQL may keep per backend (`max_files_per_process`).
+const FILES_PER_BACKEND: u64 = 16384;
+
+/// Raises this process's soft limit on open files to its hard limit, so the
+/// cluster started from it inherits room for `max_files_per_process`.
+///
+/// A login shell's soft limit is usually 1,024, while its hard limit is far
+/// higher; PostgreSQL 15 does not raise the soft limit itself, so under 1,024
+/// every backend would keep at most about 1,000 files open and reopen the
+/// rest on every request. Returns the soft limit now in force.
+fn raise_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit for the call's duration.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "reading the open-file limit");
+        return 0;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit; raising the soft limit up to the
+        // hard one needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            tracing::debug!(
+                from = limit.rlim_cur,
+                to = raised.rlim_cur,
+                "raised the open-file limit"
+            );
+            limit = raised;
+        } else {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "raising the open-file limit");
+        }
+    }
+    if limit.rlim_cur < FILES_PER_BACKEND {
+        tracing::warn!(
+            limit = limit.rlim_cur,
+            "the open-file limit is below the built-in PostgreSQL's {FILES_PER_BACKEND} files per \
+             backend; over many tenants it will reopen relation files on every request (raise the \
+             hard limit: `ulimit -Hn`, or LimitNOFILE= under systemd)"
+        );
+    }
+    limit.rlim_cur
+}
+
 fn run_as() -> anyhow::Result<Option<RunAs>> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
@@ -392,4 +444,24 @@ fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgresql_started_after_the_raise_inherits_the_hard_open_file_limit() {
+        let soft = raise_open_file_limit();
+        // A child, as PostgreSQL's watchdog is, sees the raised soft limit.
+        let out = Command::new("sh")
+            .args(["-c", "ulimit -Sn; ulimit -Hn"])
+            .output()
+            .expect("running sh");
+        let text = String::from_utf8(out.stdout).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0], lines[1], "soft limit not raised to the hard one");
+        assert_eq!(lines[0], soft.to_string());
+    }
 }
