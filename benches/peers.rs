@@ -215,6 +215,8 @@ struct Big {
     again: Load,
     again_paced: Load,
     again_mem: BackendMemory,
+    /// Files PostgreSQL held open after the runs over `n`.
+    files: OpenFiles,
     mem_without_lanes: BackendMemory,
     growth: Vec<(usize, u64)>,
     ceiling: Load,
@@ -458,6 +460,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
     let paced_lua = dir.join("strata-r1-paced.lua");
     std::fs::write(&paced_lua, paced(r1_script.clone(), args.pace_ms))?;
     let r1_paced = wrk(&base, &paced_lua, args, "/graphql", placement)?;
+    let files_small = OpenFiles::now();
     let strata_rss = server.peak_rss_kib()?;
     // The ceiling: R1's SQL through pgbench, tenant switch included.
     eprintln!("R1's SQL through pgbench");
@@ -517,11 +520,13 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
         eprintln!("R1 on Strata over {} tenants, paced", all.len());
         std::fs::write(&paced_lua, paced(script, args.pace_ms))?;
         let paced_over_n = wrk(&base, &paced_lua, args, "/graphql", placement)?;
+        let files = OpenFiles::now();
         // The first tenants again, on the same server with every connection
         // it opened for the runs over N still open: from the runs over N
         // only the tenants differ, not how many backends the machine holds
-        // nor their size, which this machine's own agent makes cost time
-        // (BENCHMARKS.md, "The paced tail over 10,000 tenants, found").
+        // nor the files they keep open, which this machine's own agent makes
+        // cost time (BENCHMARKS.md, "The agent's stalls grow with open
+        // files").
         eprintln!("R1 on Strata over {} tenants again", tenants.len());
         let again_lua = dir.join("strata-r1-again.lua");
         std::fs::write(&again_lua, &r1_script)?;
@@ -557,6 +562,7 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
             again,
             again_paced,
             again_mem,
+            files,
             mem_without_lanes,
             growth,
             ceiling: ceiling_big,
@@ -888,6 +894,11 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
         )?;
         writeln!(
             report,
+            "| files PostgreSQL held open after R1 over {n} | {} | |",
+            b.files.describe()
+        )?;
+        writeln!(
+            report,
             "| PostgreSQL memory, the same with no tenant lanes | {} | |",
             b.mem_without_lanes.describe()
         )?;
@@ -912,6 +923,12 @@ async fn measure(args: &Args, root: &Path, dir: &Path, url: &str) -> anyhow::Res
         "| PostgreSQL memory, Strata's connections, during R1 over {} | {} | |",
         args.tenants,
         pg_mem_small.describe()
+    )?;
+    writeln!(
+        report,
+        "| files PostgreSQL held open after R1 over {} | {} | |",
+        args.tenants,
+        files_small.describe()
     )?;
     writeln!(
         report,
@@ -1744,6 +1761,44 @@ fn private_kib(pid: i32) -> anyhow::Result<u64> {
         .find_map(|l| l.strip_prefix("RssAnon:"))
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         .context("no RssAnon in /proc/<pid>/status")
+}
+
+/// Open file descriptors of every PostgreSQL process on the machine.
+#[derive(Debug, Clone, Copy, Default)]
+struct OpenFiles {
+    processes: usize,
+    total: usize,
+    largest: usize,
+}
+
+impl OpenFiles {
+    /// Counted once after a run, not sampled during it: listing every
+    /// backend's descriptors is itself work that grows with them.
+    fn now() -> Self {
+        let mut out = Self::default();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            if comm.trim() != "postgres" {
+                continue;
+            }
+            // A backend may exit meanwhile: it no longer holds any.
+            let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+                continue;
+            };
+            let n = fds.count();
+            out.processes += 1;
+            out.total += n;
+            out.largest = out.largest.max(n);
+        }
+        out
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} in {} processes (largest {})",
+            self.total, self.processes, self.largest
+        )
+    }
 }
 
 /// Private memory of the server's PostgreSQL backends (or the peak of
