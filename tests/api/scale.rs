@@ -157,6 +157,7 @@ async fn a_lane_queues_one_request_and_a_cancelled_one_gives_its_place_back() {
     let (spills, waits) = (stats.spills(), stats.lane_waits());
     // One request queues for the lane...
     let first = queue_for_alpha(&app);
+    assert_eq!(stats.lane_waits(), waits + 1);
     // ...and the next does not queue behind it: it is served from the
     // pool at once.
     let second = tokio::time::timeout(Duration::from_secs(5), pool.get_for("alpha"))
