@@ -38,6 +38,10 @@ pub struct RequestCtx {
     plans: OnceCell<Vec<Plan>>,
     /// The transaction a query's tenant reads share; none for a mutation.
     shared: Option<Arc<SharedTx>>,
+    /// Whether executing the request's document may merge objects
+    /// (`graphql::parsed::merges_objects`): then no task page is written
+    /// as JSON in advance.
+    pub merges_objects: bool,
 }
 
 /// A resolved, active tenant and the request's loaders for it.
@@ -181,6 +185,7 @@ impl RequestCtx {
         principal: AppResult<Principal>,
         mut sources: TenantSources,
         shared: Option<Arc<SharedTx>>,
+        merges_objects: bool,
     ) -> Self {
         match &principal {
             Ok(Principal::User(claims)) => {
@@ -197,6 +202,7 @@ impl RequestCtx {
             access: OnceCell::new(),
             plans: OnceCell::new(),
             shared,
+            merges_objects,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod loaders;
 pub mod pagination;
 pub mod parsed;
 pub mod projects;
+pub mod response_json;
 pub mod sessions;
 pub mod task_page;
 pub mod tasks;

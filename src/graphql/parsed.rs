@@ -11,12 +11,17 @@
 //! lookups as it holds documents; otherwise the new text is not kept. So a
 //! flood of texts, which anyone can send before signing in, cannot push out
 //! a text that dashboards repeat more often than that.
+//!
+//! With each document it keeps whether executing it may merge objects
+//! ([`merges_objects`]), which task pages written as JSON must know.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Request, ServerError};
+use async_graphql::parser::types::{
+    ExecutableDocument, FragmentDefinition, Selection, SelectionSet,
+};
+use async_graphql::{Name, Positioned, Request, ServerError};
 
 /// Longest query text kept (longer ones are parsed every time).
 pub const MAX_QUERY_LEN: usize = 8 * 1024;
@@ -40,6 +45,7 @@ struct Kept {
 
 struct Entry {
     doc: Arc<ExecutableDocument>,
+    merges_objects: bool,
     /// Looked up since the cache last made room.
     used: bool,
 }
@@ -63,34 +69,46 @@ impl Kept {
     }
 }
 
+/// A request's parsed document, and what executing it may do.
+#[derive(Debug)]
+pub struct Parsed<'r> {
+    pub doc: &'r ExecutableDocument,
+    /// [`merges_objects`], or `true` for a text too long to keep (the walk
+    /// is not free, and dashboards send short texts).
+    pub merges_objects: bool,
+}
+
 impl ParsedQueries {
     /// `request`'s parsed document, from the cache when its text is there.
     /// The lock is held only to look up or insert: each request's own copy
     /// (the executor changes it) is made outside it.
-    pub fn parse<'r>(
-        &self,
-        request: &'r mut Request,
-    ) -> Result<&'r ExecutableDocument, ServerError> {
+    pub fn parse<'r>(&self, request: &'r mut Request) -> Result<Parsed<'r>, ServerError> {
         let keep = request.query.len() <= MAX_QUERY_LEN;
         let kept = if keep {
             let mut kept = self.lock();
             kept.lookups += 1;
             kept.docs.get_mut(&request.query).map(|entry| {
                 entry.used = true;
-                entry.doc.clone()
+                (entry.doc.clone(), entry.merges_objects)
             })
         } else {
             None
         };
-        if let Some(doc) = kept {
+        if let Some((doc, merges_objects)) = kept {
             request.set_parsed_query(ExecutableDocument::clone(&doc));
-            return request.parsed_query();
+            let doc = request.parsed_query()?;
+            return Ok(Parsed {
+                doc,
+                merges_objects,
+            });
         }
         let query = keep.then(|| request.query.clone());
         let doc = request.parsed_query()?;
+        let merges_objects = !keep || merges_objects(doc);
         if let Some(query) = query {
             let entry = Entry {
                 doc: Arc::new(doc.clone()),
+                merges_objects,
                 used: false,
             };
             let len = query.len();
@@ -111,7 +129,10 @@ impl ParsedQueries {
             // The documents let go of are freed after the lock is released.
             drop(dropped);
         }
-        Ok(doc)
+        Ok(Parsed {
+            doc,
+            merges_objects,
+        })
     }
 
     /// How many documents are kept.
@@ -129,6 +150,102 @@ impl ParsedQueries {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Whether executing `doc` may merge two objects: some selection set, its
+/// fragments spread in, asks one response key twice, at least once with a
+/// selection set of its own. The executor resolves each of the two and
+/// merges their values, which it cannot do with JSON written in advance.
+/// (Two leaves under one key are one value, asked twice.)
+pub fn merges_objects(doc: &ExecutableDocument) -> bool {
+    let mut walk = Walk {
+        fragments: &doc.fragments,
+        spread: HashMap::new(),
+    };
+    let mut sets = doc.operations.iter().map(|(_, op)| &op.node.selection_set);
+    sets.any(|set| walk.merges(&set.node))
+        || doc
+            .fragments
+            .values()
+            .any(|fragment| walk.merges(&fragment.node.selection_set.node))
+}
+
+/// Each response key of a selection set, and whether one of its fields
+/// has a selection set; `None` once one such key is asked twice.
+type Keys<'d> = Option<HashMap<&'d str, bool>>;
+
+struct Walk<'d> {
+    fragments: &'d HashMap<Name, Positioned<FragmentDefinition>>,
+    /// Each fragment's keys, found once however often it is spread (a
+    /// cycle, which validation refuses, spreads nothing the second time).
+    spread: HashMap<&'d Name, Arc<Keys<'d>>>,
+}
+
+impl<'d> Walk<'d> {
+    /// Whether `set` or a selection set inside it merges objects (a
+    /// fragment's are checked as the fragment's).
+    fn merges(&mut self, set: &'d SelectionSet) -> bool {
+        let mut keys = Some(HashMap::new());
+        self.keys(set, &mut keys);
+        keys.is_none()
+            || set.items.iter().any(|item| match &item.node {
+                Selection::Field(field) => self.merges(&field.node.selection_set.node),
+                Selection::InlineFragment(inline) => self.merges(&inline.node.selection_set.node),
+                Selection::FragmentSpread(_) => false,
+            })
+    }
+
+    fn keys(&mut self, set: &'d SelectionSet, keys: &mut Keys<'d>) {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => {
+                    let key = field.node.response_key().node.as_str();
+                    add(keys, key, !field.node.selection_set.node.items.is_empty());
+                }
+                Selection::InlineFragment(inline) => {
+                    self.keys(&inline.node.selection_set.node, keys)
+                }
+                Selection::FragmentSpread(spread) => {
+                    let name = &spread.node.fragment_name.node;
+                    let found = match self.spread.get(name) {
+                        Some(found) => found.clone(),
+                        None => {
+                            self.spread.insert(name, Arc::new(Some(HashMap::new())));
+                            let mut own = Some(HashMap::new());
+                            if let Some(fragment) = self.fragments.get(name) {
+                                self.keys(&fragment.node.selection_set.node, &mut own);
+                            }
+                            let own = Arc::new(own);
+                            self.spread.insert(name, own.clone());
+                            own
+                        }
+                    };
+                    match found.as_ref() {
+                        Some(found) => {
+                            for (key, nested) in found {
+                                add(keys, key, *nested);
+                            }
+                        }
+                        None => *keys = None,
+                    }
+                }
+            }
+            if keys.is_none() {
+                return;
+            }
+        }
+    }
+}
+
+/// Adds `key` to `keys`, which become `None` if it was there already and
+/// either of the two has a selection set.
+fn add<'d>(keys: &mut Keys<'d>, key: &'d str, nested: bool) {
+    if let Some(map) = keys
+        && let Some(seen) = map.insert(key, nested)
+        && (seen || nested)
+    {
+        *keys = None;
     }
 }
 
@@ -153,6 +270,61 @@ mod tests {
         let other = format!("{:?}", cache.parse(&mut request("{ me { id } }")).unwrap());
         assert_ne!(first, other);
         assert_eq!(cache.len(), 2);
+    }
+
+    fn merges(query: &str) -> bool {
+        merges_objects(&async_graphql::parser::parse_query(query).unwrap())
+    }
+
+    #[test]
+    fn a_key_asked_twice_with_selections_merges_objects_wherever_it_is() {
+        let dashboard = "{ projects(first: 10) { edges { node { id name tasks(first: 20) { edges { node { id title status assignee { id displayName } } } } } } } }";
+        assert!(!merges(dashboard));
+        // Leaves asked twice are one value; aliases are other keys.
+        assert!(!merges(
+            "{ me { id id ...F } } fragment F on User { id email }"
+        ));
+        assert!(!merges(
+            "{ a: tasks { totalCount } b: tasks { totalCount } }"
+        ));
+        for query in [
+            "{ tasks { totalCount } tasks { nodes { id } } }",
+            "{ projects { nodes { tasks { nodes { id } } tasks { totalCount } } } }",
+            "{ projects { nodes { ...A ...B } } } fragment A on Project { tasks { totalCount } } fragment B on Project { tasks { nodes { id } } }",
+            "{ projects { nodes { ... on Project { tasks { totalCount } } tasks { nodes { id } } } } }",
+            // In a fragment's own selections, or in one spread twice.
+            "{ me { ...F } } fragment F on User { roles { id } roles { key } }",
+            "{ me { ...F ...F } } fragment F on User { roles { id } }",
+        ] {
+            assert!(merges(query), "{query}");
+        }
+    }
+
+    #[test]
+    fn fragments_spread_in_cycles_or_many_times_over_are_walked_once() {
+        // Validation refuses a cycle later; the walk must end before it.
+        assert!(!merges("{ me { ...F } } fragment F on User { id ...F }"));
+        // Each fragment spreads the next twice: 2^40 copies if walked whole.
+        let mut query = String::from("{ me { ...F0 } }");
+        for i in 0..40 {
+            query += &format!(" fragment F{i} on User {{ ...F{n} ...F{n} id }}", n = i + 1);
+        }
+        query += " fragment F40 on User { email }";
+        assert!(!merges(&query));
+        assert!(merges(&query.replace("{ email }", "{ roles { id } }")));
+    }
+
+    #[test]
+    fn a_text_too_long_to_keep_is_taken_to_merge_objects() {
+        let cache = ParsedQueries::default();
+        let short = "{ me { id } }";
+        assert!(!cache.parse(&mut request(short)).unwrap().merges_objects);
+        assert!(
+            !cache.parse(&mut request(short)).unwrap().merges_objects,
+            "kept"
+        );
+        let long = format!("{{ me {{ id }} }} #{}", "x".repeat(MAX_QUERY_LEN));
+        assert!(cache.parse(&mut request(&long)).unwrap().merges_objects);
     }
 
     #[test]

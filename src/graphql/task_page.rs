@@ -9,6 +9,17 @@
 //! from them directly, as the executor would: the same values, `__typename`s
 //! and nulls, and an object whose every field was skipped is null.
 //!
+//! It writes the page as JSON straight away, carried to the response's
+//! writer as `Value::Binary` (see `graphql::response_json`), rather than
+//! building a value per object and field to be written later: those maps
+//! and strings, built, written and dropped, took nearly a quarter of the
+//! server's CPU per dashboard request (BENCHMARKS.md, "Task pages written
+//! as JSON"). The executor merges the values of a response key asked twice
+//! (`tasks { nodes { title } } tasks { totalCount }`, or two fragments that
+//! both ask a project's tasks), which it cannot do with JSON; so when a
+//! request's document may merge objects anywhere
+//! (`graphql::parsed::merges_objects`), its pages go to the executor.
+//!
 //! A connection field that needs the database (`totalCount`) is resolved by
 //! the connection's own resolver. A page asking anything else memory cannot
 //! answer goes to async-graphql's executor whole, before any user is fetched
@@ -24,11 +35,11 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields, PageInfo};
-use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{Field, FragmentDefinition, Selection, SelectionSet};
 use async_graphql::registry::Registry;
 use async_graphql::{
@@ -42,6 +53,7 @@ use crate::domain::users::User;
 use crate::graphql::context::ContextExt as _;
 use crate::graphql::loaders::{UserKey, UserMap};
 use crate::graphql::pagination::Cursor;
+use crate::graphql::response_json;
 use crate::graphql::tasks::{TaskConnectionFields, TaskStatus};
 
 type Inner = Connection<Cursor<Uuid>, Task, TaskConnectionFields>;
@@ -74,15 +86,20 @@ impl OutputType for TaskPage {
 
 /// One selected field of the connection, in the order asked.
 enum Slot<'q> {
-    /// Answered from memory.
-    Value(Name, Value),
+    /// Answered from memory: its value's JSON, at this place in the page's.
+    Json(&'q Name, Range<usize>),
     /// Left to the connection's resolver (a field that needs the database).
     Resolver(&'q Positioned<Field>),
 }
 
 impl TaskPage {
-    /// The page's value, or `None` when some field needs the executor.
+    /// The page's value (JSON written in advance), or `None` when some
+    /// field needs the executor.
     async fn answer_from_memory(&self, ctx: &ContextSelectionSet<'_>) -> Option<Value> {
+        let req = ctx.req().ok()?;
+        if req.merges_objects {
+            return None;
+        }
         let fragments = &ctx.query_env.fragments;
         let fields = fields_of(&ctx.item.node, fragments, &Self::type_name())?;
         let asks_assignee = shape(&fields, fragments)?;
@@ -92,7 +109,6 @@ impl TaskPage {
         let tasks = self.0.edges.iter().map(|edge| &edge.node);
         let assigned: Vec<Uuid> = tasks.filter_map(|task| task.assignee_id).collect();
         let users = if asks_assignee && !assigned.is_empty() {
-            let req = ctx.req().ok()?;
             let (scope, _) = req.require("members:read").await.ok()?;
             // Those not fetched with the page (the tenant's task list
             // fetches none) come through the loader, as for the executor.
@@ -106,41 +122,48 @@ impl TaskPage {
         } else {
             UserMap::default()
         };
-        let slots = self.plain_slots(fields, fragments, &users)?;
+        let mut values = Vec::new();
+        let slots = self.plain_slots(fields, fragments, &users, &mut values)?;
 
         // As the executor does: a field's error is reported and its key
         // left out; an object left with no key is null.
-        let mut object = IndexMap::with_capacity(slots.len());
+        let mut page = Vec::with_capacity(values.len() + 64);
         for slot in slots {
-            match slot {
-                Slot::Value(key, value) => {
-                    object.insert(key, value);
-                }
-                Slot::Resolver(field) => {
-                    let ctx_field = ctx.with_field(field);
-                    match self.0.resolve_field(&ctx_field).await {
-                        Ok(value) => {
-                            let key = field.node.response_key().node.clone();
-                            object.insert(key, value.unwrap_or_default());
-                        }
-                        Err(error) => ctx.add_error(error),
+            let (key, value) = match slot {
+                Slot::Json(key, range) => (key, &values[range]),
+                Slot::Resolver(field) => match self.0.resolve_field(&ctx.with_field(field)).await {
+                    Ok(value) => {
+                        let key = &field.node.response_key().node;
+                        key_json(&mut page, key)?;
+                        value_json(&mut page, &value.unwrap_or_default())?;
+                        continue;
                     }
-                }
-            }
+                    Err(error) => {
+                        ctx.add_error(error);
+                        continue;
+                    }
+                },
+            };
+            key_json(&mut page, key)?;
+            page.extend_from_slice(value);
         }
-        if let Ok(req) = ctx.req() {
-            req.app.pages_from_memory.fetch_add(1, Ordering::Relaxed);
+        req.app.pages_from_memory.fetch_add(1, Ordering::Relaxed);
+        if page.is_empty() {
+            return Some(Value::Null);
         }
-        Some(object_or_null(object))
+        page.push(b'}');
+        Some(Value::Binary(page.into()))
     }
 
     /// The connection's fields in the order asked, those memory answers
-    /// answered; `None` when some field deeper needs the executor.
+    /// written to `values`; `None` when some field deeper needs the
+    /// executor.
     fn plain_slots<'q>(
         &self,
         fields: Vec<&'q Positioned<Field>>,
         fragments: &'q HashMap<Name, Positioned<FragmentDefinition>>,
         users: &UserMap,
+        values: &mut Vec<u8>,
     ) -> Option<Vec<Slot<'q>>> {
         let page = Plain {
             fragments,
@@ -151,19 +174,24 @@ impl TaskPage {
         };
         let mut slots = Vec::with_capacity(fields.len());
         for field in fields {
-            let key = field.node.response_key().node.clone();
             let set = &field.node.selection_set.node;
-            let value = match field.node.name.node.as_str() {
-                "__typename" => Value::String(Self::type_name().into_owned()),
-                "edges" => page.list(self.0.edges.iter(), |edge| page.edge(edge, set))?,
-                "nodes" => page.list(self.0.edges.iter(), |edge| page.task(&edge.node, set))?,
-                "pageInfo" => page.page_info(&self.0, set)?,
+            let start = values.len();
+            match field.node.name.node.as_str() {
+                "__typename" => string(values, &Self::type_name())?,
+                "edges" => page.list(values, self.0.edges.iter(), |out, edge| {
+                    page.edge(out, edge, set)
+                })?,
+                "nodes" => page.list(values, self.0.edges.iter(), |out, edge| {
+                    page.task(out, &edge.node, set)
+                })?,
+                "pageInfo" => page.page_info(values, &self.0, set)?,
                 _ => {
                     slots.push(Slot::Resolver(field));
                     continue;
                 }
-            };
-            slots.push(Slot::Value(key, value));
+            }
+            let key = &field.node.response_key().node;
+            slots.push(Slot::Json(key, start..values.len()));
         }
         Some(slots)
     }
@@ -182,13 +210,13 @@ struct Plain<'q, 'u> {
 }
 
 /// The fields a selection set asks, each field's place in the table of
-/// names its type answers (`None`: `__typename`), and an object with their
-/// response keys in that order, to be copied for each object answered:
-/// filling a copy's values by position hashes no key and compares no name.
+/// names its type answers (`None`: `__typename`), and each one's key as
+/// JSON (`"key":`, after a comma but the first), written once for every
+/// object answered.
 struct Asked<'q> {
     fields: Vec<&'q Positioned<Field>>,
     which: Vec<Option<usize>>,
-    keys: IndexMap<Name, Value>,
+    keys: Vec<Vec<u8>>,
 }
 
 impl<'q> Plain<'q, '_> {
@@ -212,12 +240,21 @@ impl<'q> Plain<'q, '_> {
                 name => names.iter().position(|(n, _)| *n == name).map(Some),
             })
             .collect::<Option<_>>()?;
-        // `fields_of` refuses a response key asked twice, so the keys are
-        // as many as the fields, in the same positions.
+        // `fields_of` refuses a response key asked twice, so each key is
+        // written once per object.
         let keys = fields
             .iter()
-            .map(|field| (field.node.response_key().node.clone(), Value::Null))
-            .collect();
+            .enumerate()
+            .map(|(i, field)| {
+                let mut key = Vec::new();
+                if i > 0 {
+                    key.push(b',');
+                }
+                string(&mut key, &field.node.response_key().node)?;
+                key.push(b':');
+                Some(key)
+            })
+            .collect::<Option<_>>()?;
         let seen = Rc::new(Asked {
             fields,
             which,
@@ -227,126 +264,173 @@ impl<'q> Plain<'q, '_> {
         Some(seen)
     }
 
-    fn status(&self, stored: &str) -> Value {
+    fn status(&self, out: &mut Vec<u8>, stored: &str) -> Option<()> {
         let status = TaskStatus::from_db(stored);
         let mut statuses = self.statuses.borrow_mut();
         if let Some((_, value)) = statuses.iter().find(|(seen, _)| *seen == status) {
-            return value.clone();
+            return value_json(out, value);
         }
         let value = InputType::to_value(&status);
-        statuses.push((status, value.clone()));
-        value
+        value_json(out, &value)?;
+        statuses.push((status, value));
+        Some(())
     }
 
     fn list<T>(
         &self,
-        items: impl ExactSizeIterator<Item = T>,
-        one: impl Fn(T) -> Option<Value>,
-    ) -> Option<Value> {
-        let mut values = Vec::with_capacity(items.len());
-        for item in items {
-            values.push(one(item)?);
+        out: &mut Vec<u8>,
+        items: impl Iterator<Item = T>,
+        one: impl Fn(&mut Vec<u8>, T) -> Option<()>,
+    ) -> Option<()> {
+        out.push(b'[');
+        for (i, item) in items.enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            one(out, item)?;
         }
-        Some(Value::List(values))
+        out.push(b']');
+        Some(())
     }
 
     /// An object of `type_name` whose fields `one` answers, each named by
-    /// its entry in `names`.
+    /// its entry in `names`; null when every field was skipped (`@skip`,
+    /// `@include`), as the executor gives it.
     fn object<F: Copy>(
         &self,
+        out: &mut Vec<u8>,
         set: &'q SelectionSet,
         type_name: &str,
         names: &[(&str, F)],
-        one: impl Fn(F, &'q SelectionSet) -> Option<Value>,
-    ) -> Option<Value> {
+        one: impl Fn(&mut Vec<u8>, F, &'q SelectionSet) -> Option<()>,
+    ) -> Option<()> {
         let asked = self.asked(set, type_name, names)?;
-        let mut object = asked.keys.clone();
-        let fields = asked.fields.iter().zip(&asked.which);
-        for ((&field, which), (_, slot)) in fields.zip(object.iter_mut()) {
-            *slot = match which {
-                None => Value::String(type_name.to_owned()),
-                Some(i) => one(names[*i].1, &field.node.selection_set.node)?,
-            };
+        if asked.fields.is_empty() {
+            out.extend_from_slice(b"null");
+            return Some(());
         }
-        Some(object_or_null(object))
+        out.push(b'{');
+        let fields = asked.fields.iter().zip(&asked.which).zip(&asked.keys);
+        for ((&field, which), key) in fields {
+            out.extend_from_slice(key);
+            match which {
+                None => string(out, type_name)?,
+                Some(i) => one(out, names[*i].1, &field.node.selection_set.node)?,
+            }
+        }
+        out.push(b'}');
+        Some(())
     }
 
-    fn page_info(&self, page: &Inner, set: &'q SelectionSet) -> Option<Value> {
-        let cursor = |edge: Option<&TaskEdge>| {
-            edge.map_or(Value::Null, |edge| {
-                Value::String(edge.cursor.encode_cursor())
-            })
+    fn page_info(&self, out: &mut Vec<u8>, page: &Inner, set: &'q SelectionSet) -> Option<()> {
+        let cursor = |out: &mut Vec<u8>, edge: Option<&TaskEdge>| match edge {
+            None => null(out),
+            Some(edge) => string(out, &edge.cursor.encode_cursor()),
         };
-        self.object(set, &PageInfo::type_name(), PAGE_INFO_FIELDS, |field, _| {
-            Some(match field {
-                PageInfoField::HasPreviousPage => Value::Boolean(page.has_previous_page),
-                PageInfoField::HasNextPage => Value::Boolean(page.has_next_page),
-                PageInfoField::StartCursor => cursor(page.edges.first()),
-                PageInfoField::EndCursor => cursor(page.edges.last()),
-            })
-        })
-    }
-
-    fn edge(&self, edge: &TaskEdge, set: &'q SelectionSet) -> Option<Value> {
+        let names = PAGE_INFO_FIELDS;
         self.object(
+            out,
             set,
-            &self.edge_type,
-            EDGE_FIELDS,
-            |field, set| match field {
-                EdgeField::Node => self.task(&edge.node, set),
-                EdgeField::Cursor => Some(Value::String(edge.cursor.encode_cursor())),
+            &PageInfo::type_name(),
+            names,
+            |out, field, _| match field {
+                PageInfoField::HasPreviousPage => boolean(out, page.has_previous_page),
+                PageInfoField::HasNextPage => boolean(out, page.has_next_page),
+                PageInfoField::StartCursor => cursor(out, page.edges.first()),
+                PageInfoField::EndCursor => cursor(out, page.edges.last()),
             },
         )
     }
 
-    fn task(&self, task: &Task, set: &'q SelectionSet) -> Option<Value> {
-        self.object(set, &Task::type_name(), TASK_FIELDS, |field, set| {
-            Some(match field {
-                TaskField::Id => id(&task.id),
-                TaskField::Title => Value::String(task.title.clone()),
-                TaskField::Status => self.status(&task.status),
-                TaskField::DueDate => task
-                    .due_date
-                    .as_ref()
-                    .map_or(Value::Null, ScalarType::to_value),
-                TaskField::CreatedAt => ScalarType::to_value(&task.created_at),
-                TaskField::UpdatedAt => ScalarType::to_value(&task.updated_at),
-                TaskField::Assignee => match task.assignee_id {
-                    None => Value::Null,
-                    Some(id) => self.user(self.users.get(&id)?, set)?,
-                },
-            })
-        })
+    fn edge(&self, out: &mut Vec<u8>, edge: &TaskEdge, set: &'q SelectionSet) -> Option<()> {
+        self.object(
+            out,
+            set,
+            &self.edge_type,
+            EDGE_FIELDS,
+            |out, field, set| match field {
+                EdgeField::Node => self.task(out, &edge.node, set),
+                EdgeField::Cursor => string(out, &edge.cursor.encode_cursor()),
+            },
+        )
     }
 
-    fn user(&self, user: &User, set: &'q SelectionSet) -> Option<Value> {
-        self.object(set, &User::type_name(), USER_FIELDS, |field, _| {
-            Some(match field {
-                UserField::Id => id(&user.id),
-                UserField::Email => Value::String(user.email.clone()),
-                UserField::DisplayName => Value::String(user.display_name.clone()),
-                UserField::Disabled => Value::Boolean(user.disabled_at.is_some()),
-                UserField::CreatedAt => ScalarType::to_value(&user.created_at),
-            })
-        })
+    fn task(&self, out: &mut Vec<u8>, task: &Task, set: &'q SelectionSet) -> Option<()> {
+        self.object(
+            out,
+            set,
+            &Task::type_name(),
+            TASK_FIELDS,
+            |out, field, set| match field {
+                TaskField::Id => id(out, &task.id),
+                TaskField::Title => string(out, &task.title),
+                TaskField::Status => self.status(out, &task.status),
+                TaskField::DueDate => match &task.due_date {
+                    None => null(out),
+                    Some(date) => value_json(out, &ScalarType::to_value(date)),
+                },
+                TaskField::CreatedAt => value_json(out, &ScalarType::to_value(&task.created_at)),
+                TaskField::UpdatedAt => value_json(out, &ScalarType::to_value(&task.updated_at)),
+                TaskField::Assignee => match task.assignee_id {
+                    None => null(out),
+                    Some(id) => self.user(out, self.users.get(&id)?, set),
+                },
+            },
+        )
+    }
+
+    fn user(&self, out: &mut Vec<u8>, user: &User, set: &'q SelectionSet) -> Option<()> {
+        self.object(
+            out,
+            set,
+            &User::type_name(),
+            USER_FIELDS,
+            |out, field, _| match field {
+                UserField::Id => id(out, &user.id),
+                UserField::Email => string(out, &user.email),
+                UserField::DisplayName => string(out, &user.display_name),
+                UserField::Disabled => boolean(out, user.disabled_at.is_some()),
+                UserField::CreatedAt => value_json(out, &ScalarType::to_value(&user.created_at)),
+            },
+        )
     }
 }
 
 /// An `ID` as the executor gives it (the uuid's hyphenated text), written
 /// without the formatting machinery `to_string` goes through.
-fn id(id: &Uuid) -> Value {
+fn id(out: &mut Vec<u8>, id: &Uuid) -> Option<()> {
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    Value::String(id.hyphenated().encode_lower(&mut text).to_owned())
+    out.push(b'"');
+    out.extend_from_slice(id.hyphenated().encode_lower(&mut text).as_bytes());
+    out.push(b'"');
+    Some(())
 }
 
-/// What the executor gives for an object: null when every field was
-/// skipped (`@skip`, `@include`).
-fn object_or_null(object: IndexMap<Name, Value>) -> Value {
-    if object.is_empty() {
-        Value::Null
-    } else {
-        Value::Object(object)
-    }
+fn string(out: &mut Vec<u8>, s: &str) -> Option<()> {
+    response_json::string(out, s).ok()
+}
+
+fn value_json(out: &mut Vec<u8>, value: &Value) -> Option<()> {
+    response_json::value(out, value).ok()
+}
+
+fn boolean(out: &mut Vec<u8>, b: bool) -> Option<()> {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
+    Some(())
+}
+
+fn null(out: &mut Vec<u8>) -> Option<()> {
+    out.extend_from_slice(b"null");
+    Some(())
+}
+
+/// `"key":` in an object written into `out` from its start: the object's
+/// `{` before its first key, a comma before the others.
+fn key_json(out: &mut Vec<u8>, key: &str) -> Option<()> {
+    out.push(if out.is_empty() { b'{' } else { b',' });
+    string(out, key)?;
+    out.push(b':');
+    Some(())
 }
 
 /// The fields memory answers, per type: each one's name in the schema and

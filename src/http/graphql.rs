@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use crate::app::App;
 use crate::auth;
 use crate::graphql::context::RequestCtx;
-use crate::http::response_json;
+use crate::graphql::response_json;
 use crate::tenancy::conn::SharedTx;
 use crate::tenancy::resolver::TenantSources;
 
@@ -113,8 +113,11 @@ async fn execute(
     queries_only: bool,
 ) -> Response {
     let name = request.operation_name.clone();
-    let op = match app.parsed.parse(&mut request) {
-        Ok(doc) => operation_type(doc, name.as_deref()),
+    let (op, merges_objects) = match app.parsed.parse(&mut request) {
+        Ok(parsed) => (
+            operation_type(parsed.doc, name.as_deref()),
+            parsed.merges_objects,
+        ),
         Err(e) => return error_response(StatusCode::OK, PARSE_FAILED, &e.message),
     };
     if queries_only
@@ -138,7 +141,13 @@ async fn execute(
     // A query's tenant reads share one transaction, committed once the
     // response is ready; a mutation's steps each commit on their own.
     let shared = matches!(op, Some(OperationType::Query)).then(|| Arc::new(SharedTx::default()));
-    let ctx = RequestCtx::new(app.clone(), principal, sources, shared.clone());
+    let ctx = RequestCtx::new(
+        app.clone(),
+        principal,
+        sources,
+        shared.clone(),
+        merges_objects,
+    );
     let mut response = app.schema.execute(request.data(ctx)).await;
     if let Some(shared) = shared {
         shared.commit().await;

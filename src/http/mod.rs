@@ -2,7 +2,6 @@
 
 pub mod graphiql;
 mod graphql;
-mod response_json;
 
 use std::sync::Arc;
 

@@ -127,6 +127,62 @@ async fn a_dashboard_page_from_memory_is_what_the_executor_gives() {
 }
 
 #[tokio::test]
+async fn a_page_from_memory_is_byte_for_byte_the_executors() {
+    // The same projects asked again under the same key, fewer fields: the
+    // executor merges the two, so the pages go to it, and its merged answer
+    // is the first one's. (Not `totalCount`: async-graphql's connections
+    // put it after their own fields whatever the order asked; memory keeps
+    // the order asked, as the GraphQL spec says.)
+    let app = TestApp::spawn().await;
+    let owner = seeded(&app).await;
+    let page = "projects(first: 10) { edges { node { id name tasks(first: 20) { __typename \
+        pageInfo { hasNextPage endCursor } edges { cursor node { id title status dueDate createdAt \
+        updatedAt assignee { id email displayName disabled createdAt } } } } } } }";
+    let again = "projects(first: 10) { edges { node { id } } }";
+    let before = from_memory(&app);
+    let fast = app
+        .gql()
+        .token(&owner)
+        .send_text(&format!("{{ {page} }}"), json!({}))
+        .await;
+    assert_eq!(from_memory(&app) - before, 2, "answered from memory");
+    let slow = app
+        .gql()
+        .token(&owner)
+        .send_text(&format!("{{ {page} {again} }}"), json!({}))
+        .await;
+    assert_eq!(from_memory(&app) - before, 2, "the executor's answer");
+    assert!(
+        fast.contains(r#""title":"build \"it\"","status":"IN_PROGRESS""#),
+        "{fast}"
+    );
+    assert_eq!(fast, slow);
+}
+
+#[tokio::test]
+async fn a_page_asked_twice_under_one_key_is_merged_as_the_executor_merges_it() {
+    let app = TestApp::spawn().await;
+    let owner = seeded(&app).await;
+    let before = from_memory(&app);
+    for query in [
+        "{ projects(first: 10) { nodes { name tasks(first: 20) { nodes { title } } tasks(first: 20) { totalCount nodes { status } } } } }",
+        "{ projects(first: 10) { nodes { name ...A ...B } } } \
+         fragment A on Project { tasks(first: 20) { nodes { title } } } \
+         fragment B on Project { tasks(first: 20) { totalCount nodes { status } } }",
+    ] {
+        let body = app.gql().token(&owner).send(query, json!({})).await;
+        assert!(body["errors"].is_null(), "{body}");
+        let launch = &body["data"]["projects"]["nodes"][0];
+        assert_eq!(launch["name"], "Launch");
+        let tasks = &launch["tasks"];
+        assert_eq!(tasks["totalCount"], 5, "{body}");
+        assert_eq!(tasks["nodes"][1]["title"], "build \"it\"", "{body}");
+        assert_eq!(tasks["nodes"][1]["status"], "IN_PROGRESS", "{body}");
+    }
+    assert_eq!(from_memory(&app), before, "both went to the executor");
+}
+
+#[tokio::test]
 async fn aliases_fragments_typenames_nodes_page_info_and_counts_match_the_executor() {
     let app = TestApp::spawn().await;
     let owner = seeded(&app).await;

@@ -371,6 +371,10 @@ impl<'a> Gql<'a> {
     }
     /// POSTs the query and returns the JSON body (asserting a 200).
     pub async fn send(self, query: &str, variables: Value) -> Value {
+        serde_json::from_str(&self.send_text(query, variables).await).expect("JSON body")
+    }
+    /// POSTs the query and returns the body as it came (asserting a 200).
+    pub async fn send_text(self, query: &str, variables: Value) -> String {
         let mut req = self
             .app
             .http
@@ -381,7 +385,7 @@ impl<'a> Gql<'a> {
         }
         let resp = req.send().await.expect("request");
         assert_eq!(resp.status(), 200, "GraphQL answers 200");
-        resp.json().await.expect("JSON body")
+        resp.text().await.expect("a body")
     }
 }
 

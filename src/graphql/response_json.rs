@@ -6,8 +6,13 @@
 //! 14 % of the server's CPU per request (BENCHMARKS.md, "Parsing, timers,
 //! cursors"). Here a string with nothing to escape (nearly all of them) is
 //! copied whole, and everything rarer (a string to escape, a number,
-//! bytes, the errors and extensions) is left to `serde_json`, so the output
-//! is byte for byte what it gives.
+//! the errors and extensions) is left to `serde_json`, so the output is byte
+//! for byte what it gives.
+//!
+//! One exception: `Value::Binary` holds JSON written in advance, and is
+//! copied as it is. Task pages answered from memory come as such
+//! (`graphql::task_page`); no field of the schema gives bytes (its scalars
+//! are strings, dates and ids), so nothing else does.
 
 use async_graphql::{Response, Value};
 
@@ -29,7 +34,9 @@ pub fn to_vec(response: &Response) -> serde_json::Result<Vec<u8>> {
     Ok(out)
 }
 
-fn value(out: &mut Vec<u8>, v: &Value) -> serde_json::Result<()> {
+/// Writes `v` as `serde_json` would (`Value::Binary` aside: see the
+/// module's comment).
+pub fn value(out: &mut Vec<u8>, v: &Value) -> serde_json::Result<()> {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Boolean(true) => out.extend_from_slice(b"true"),
@@ -58,12 +65,14 @@ fn value(out: &mut Vec<u8>, v: &Value) -> serde_json::Result<()> {
             }
             out.push(b'}');
         }
-        Value::Number(_) | Value::Binary(_) => serde_json::to_writer(&mut *out, v)?,
+        Value::Binary(json) => out.extend_from_slice(json),
+        Value::Number(_) => serde_json::to_writer(&mut *out, v)?,
     }
     Ok(())
 }
 
-fn string(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
+/// Writes `s` as a JSON string, as `serde_json` would.
+pub fn string(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
     if !needs_escape(s.as_bytes()) {
         out.reserve(s.len() + 2);
         out.push(b'"');
@@ -142,7 +151,6 @@ mod tests {
         object.insert(Name::new("int"), Value::from(-42i64));
         object.insert(Name::new("big"), Value::from(u64::MAX));
         object.insert(Name::new("float"), Value::from(1.5e-7f64));
-        object.insert(Name::new("bytes"), Value::Binary(vec![0u8, 1, 255].into()));
         object.insert(Name::new("empty list"), Value::List(vec![]));
         object.insert(Name::new("empty object"), Value::Object(IndexMap::new()));
         object.insert(
@@ -154,6 +162,21 @@ mod tests {
         );
         same_as_serde(&Response::new(Value::Object(object)));
         same_as_serde(&Response::new(Value::Null));
+    }
+
+    #[test]
+    fn json_written_in_advance_is_copied_as_it_is() {
+        let page = br#"{"edges":[{"node":{"title":"a \"b\""}}]}"#;
+        let mut object = IndexMap::new();
+        object.insert(Name::new("tasks"), Value::Binary(page.to_vec().into()));
+        object.insert(Name::new("after"), Value::Null);
+        let written = to_vec(&Response::new(Value::Object(object))).unwrap();
+        let expected =
+            br#"{"data":{"tasks":{"edges":[{"node":{"title":"a \"b\""}}]},"after":null}}"#;
+        assert_eq!(
+            String::from_utf8(written).unwrap(),
+            String::from_utf8(expected.to_vec()).unwrap()
+        );
     }
 
     #[test]
