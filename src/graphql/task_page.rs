@@ -129,23 +129,19 @@ impl TaskPage {
         // left out; an object left with no key is null.
         let mut page = Vec::with_capacity(values.len() + 64);
         for slot in slots {
-            let (key, value) = match slot {
-                Slot::Json(key, range) => (key, &values[range]),
+            match slot {
+                Slot::Json(key, range) => {
+                    key_json(&mut page, key)?;
+                    page.extend_from_slice(&values[range]);
+                }
                 Slot::Resolver(field) => match self.0.resolve_field(&ctx.with_field(field)).await {
                     Ok(value) => {
-                        let key = &field.node.response_key().node;
-                        key_json(&mut page, key)?;
+                        key_json(&mut page, &field.node.response_key().node)?;
                         value_json(&mut page, &value.unwrap_or_default())?;
-                        continue;
                     }
-                    Err(error) => {
-                        ctx.add_error(error);
-                        continue;
-                    }
+                    Err(error) => ctx.add_error(error),
                 },
-            };
-            key_json(&mut page, key)?;
-            page.extend_from_slice(value);
+            }
         }
         req.app.pages_from_memory.fetch_add(1, Ordering::Relaxed);
         if page.is_empty() {
