@@ -15,13 +15,12 @@
 //! With each document it keeps whether executing it may merge objects
 //! ([`merges_objects`]), which task pages written as JSON must know.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use async_graphql::parser::types::{
-    ExecutableDocument, FragmentDefinition, Selection, SelectionSet,
-};
-use async_graphql::{Name, Positioned, Request, ServerError};
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{Name, Request, ServerError};
 
 /// Longest query text kept (longer ones are parsed every time).
 pub const MAX_QUERY_LEN: usize = 8 * 1024;
@@ -159,72 +158,90 @@ impl ParsedQueries {
 /// merges their values, which it cannot do with JSON written in advance.
 /// (Two leaves under one key are one value, asked twice.)
 pub fn merges_objects(doc: &ExecutableDocument) -> bool {
-    let mut walk = Walk {
-        fragments: &doc.fragments,
-        spread: HashMap::new(),
-    };
-    let mut sets = doc.operations.iter().map(|(_, op)| &op.node.selection_set);
-    sets.any(|set| walk.merges(&set.node))
-        || doc
-            .fragments
-            .values()
-            .any(|fragment| walk.merges(&fragment.node.selection_set.node))
+    Walk::new(doc).merges_objects()
 }
 
 /// Each response key of a selection set, and whether one of its fields
 /// has a selection set; `None` once one such key is asked twice.
 type Keys<'d> = Option<HashMap<&'d str, bool>>;
 
+/// The walk behind [`merges_objects`]. Its work grows with the document's
+/// text, not with how often its parts are spread: each fragment's keys are
+/// found once, a fragment spread twice into one selection set is not
+/// counted twice, and the keys of an inline fragment are counted once,
+/// in the selection set it is part of.
 struct Walk<'d> {
-    fragments: &'d HashMap<Name, Positioned<FragmentDefinition>>,
+    doc: &'d ExecutableDocument,
     /// Each fragment's keys, found once however often it is spread (a
     /// cycle, which validation refuses, spreads nothing the second time).
-    spread: HashMap<&'d Name, Arc<Keys<'d>>>,
+    spread: HashMap<&'d Name, Rc<Keys<'d>>>,
+    /// Keys added so far (the walk's work, which tests bound).
+    added: usize,
 }
 
 impl<'d> Walk<'d> {
+    fn new(doc: &'d ExecutableDocument) -> Self {
+        Walk {
+            doc,
+            spread: HashMap::new(),
+            added: 0,
+        }
+    }
+
+    fn merges_objects(&mut self) -> bool {
+        let doc = self.doc;
+        let mut sets = doc.operations.iter().map(|(_, op)| &op.node.selection_set);
+        sets.any(|set| self.merges(&set.node))
+            || doc
+                .fragments
+                .values()
+                .any(|fragment| self.merges(&fragment.node.selection_set.node))
+    }
+
     /// Whether `set` or a selection set inside it merges objects (a
     /// fragment's are checked as the fragment's).
     fn merges(&mut self, set: &'d SelectionSet) -> bool {
         let mut keys = Some(HashMap::new());
-        self.keys(set, &mut keys);
-        keys.is_none()
-            || set.items.iter().any(|item| match &item.node {
-                Selection::Field(field) => self.merges(&field.node.selection_set.node),
-                Selection::InlineFragment(inline) => self.merges(&inline.node.selection_set.node),
-                Selection::FragmentSpread(_) => false,
-            })
+        self.keys(set, &mut keys, &mut HashSet::new());
+        keys.is_none() || self.inside(set)
     }
 
-    fn keys(&mut self, set: &'d SelectionSet, keys: &mut Keys<'d>) {
+    /// Whether a selection set of one of `set`'s fields merges objects,
+    /// inline fragments looked into (their keys are `set`'s own).
+    fn inside(&mut self, set: &'d SelectionSet) -> bool {
+        set.items.iter().any(|item| match &item.node {
+            Selection::Field(field) => self.merges(&field.node.selection_set.node),
+            Selection::InlineFragment(inline) => self.inside(&inline.node.selection_set.node),
+            Selection::FragmentSpread(_) => false,
+        })
+    }
+
+    /// Adds `set`'s keys, inline fragments and fragments spread in, to
+    /// `keys`; `spread` holds the fragments already spread into them.
+    fn keys(&mut self, set: &'d SelectionSet, keys: &mut Keys<'d>, spread: &mut HashSet<&'d Name>) {
         for item in &set.items {
             match &item.node {
                 Selection::Field(field) => {
                     let key = field.node.response_key().node.as_str();
-                    add(keys, key, !field.node.selection_set.node.items.is_empty());
+                    self.add(keys, key, !field.node.selection_set.node.items.is_empty());
                 }
                 Selection::InlineFragment(inline) => {
-                    self.keys(&inline.node.selection_set.node, keys)
+                    self.keys(&inline.node.selection_set.node, keys, spread)
                 }
-                Selection::FragmentSpread(spread) => {
-                    let name = &spread.node.fragment_name.node;
-                    let found = match self.spread.get(name) {
-                        Some(found) => found.clone(),
-                        None => {
-                            self.spread.insert(name, Arc::new(Some(HashMap::new())));
-                            let mut own = Some(HashMap::new());
-                            if let Some(fragment) = self.fragments.get(name) {
-                                self.keys(&fragment.node.selection_set.node, &mut own);
-                            }
-                            let own = Arc::new(own);
-                            self.spread.insert(name, own.clone());
-                            own
-                        }
-                    };
+                Selection::FragmentSpread(fragment) => {
+                    let name = &fragment.node.fragment_name.node;
+                    let found = self.fragment_keys(name);
                     match found.as_ref() {
+                        // Spread again: only a key with a selection set of
+                        // its own would be merged.
+                        Some(found) if !spread.insert(name) => {
+                            if found.values().any(|nested| *nested) {
+                                *keys = None;
+                            }
+                        }
                         Some(found) => {
                             for (key, nested) in found {
-                                add(keys, key, *nested);
+                                self.add(keys, key, *nested);
                             }
                         }
                         None => *keys = None,
@@ -236,16 +253,37 @@ impl<'d> Walk<'d> {
             }
         }
     }
-}
 
-/// Adds `key` to `keys`, which become `None` if it was there already and
-/// either of the two has a selection set.
-fn add<'d>(keys: &mut Keys<'d>, key: &'d str, nested: bool) {
-    if let Some(map) = keys
-        && let Some(seen) = map.insert(key, nested)
-        && (seen || nested)
-    {
-        *keys = None;
+    /// The keys of the fragment `name` (none if the document has no such
+    /// fragment: validation reports it).
+    fn fragment_keys(&mut self, name: &'d Name) -> Rc<Keys<'d>> {
+        if let Some(found) = self.spread.get(name) {
+            return found.clone();
+        }
+        self.spread.insert(name, Rc::new(Some(HashMap::new())));
+        let mut own = Some(HashMap::new());
+        if let Some(fragment) = self.doc.fragments.get(name) {
+            self.keys(
+                &fragment.node.selection_set.node,
+                &mut own,
+                &mut HashSet::new(),
+            );
+        }
+        let own = Rc::new(own);
+        self.spread.insert(name, own.clone());
+        own
+    }
+
+    /// Adds `key` to `keys`, which become `None` if it was there already
+    /// and either of the two has a selection set.
+    fn add(&mut self, keys: &mut Keys<'d>, key: &'d str, nested: bool) {
+        self.added += 1;
+        if let Some(map) = keys
+            && let Some(seen) = map.insert(key, nested)
+            && (seen || nested)
+        {
+            *keys = None;
+        }
     }
 }
 
@@ -312,6 +350,25 @@ mod tests {
         query += " fragment F40 on User { email }";
         assert!(!merges(&query));
         assert!(merges(&query.replace("{ email }", "{ roles { id } }")));
+    }
+
+    #[test]
+    fn the_walk_grows_with_the_text_not_with_nesting_or_repeated_spreads() {
+        // 60 inline fragments deep, a fragment of 1,280 keys spread 960
+        // times at the bottom: about 7.4e7 keys if each level and each
+        // spread counted them again; 1,280 once found and once added.
+        let names: Vec<String> = (0..1280).map(|i| format!("k{i}")).collect();
+        let fragment = format!("fragment F on Query {{ {} }}", names.join(" "));
+        let spreads = "...F ".repeat(960);
+        let query = format!(
+            "{{ {}{spreads}{} }} {fragment}",
+            "... { ".repeat(60),
+            "} ".repeat(60)
+        );
+        let doc = async_graphql::parser::parse_query(&query).unwrap();
+        let mut walk = Walk::new(&doc);
+        assert!(!walk.merges_objects());
+        assert!(walk.added <= 3 * 1280, "{} keys added", walk.added);
     }
 
     #[test]

@@ -16,7 +16,9 @@
 
 use async_graphql::{Response, Value};
 
-/// `response` as JSON, exactly as `serde_json::to_vec` writes it.
+/// `response` as JSON, exactly as `serde_json::to_vec` writes it, but for
+/// `Value::Binary`: JSON written in advance, copied as it is (see the
+/// module's comment).
 pub fn to_vec(response: &Response) -> serde_json::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(1024);
     out.extend_from_slice(b"{\"data\":");
