@@ -8,6 +8,7 @@ use crate::db::{Pool, QueryStats};
 use crate::domain::permissions::GrantCache;
 use crate::graphql::StrataSchema;
 use crate::graphql::parsed::ParsedQueries;
+use crate::telemetry::Telemetry;
 use crate::tenancy::resolver::TenantCache;
 use crate::tenancy::template::{TEMPLATE, TemplateStep};
 
@@ -43,6 +44,8 @@ pub struct App {
     pub pages_from_memory: std::sync::atomic::AtomicU64,
     /// Query texts already parsed, with their documents.
     pub parsed: ParsedQueries,
+    /// What `GET /metrics` shows.
+    pub telemetry: Telemetry,
 }
 
 impl std::fmt::Debug for App {
@@ -83,6 +86,7 @@ impl App {
             schema_pool_wake: Arc::default(),
             pages_from_memory: Default::default(),
             parsed: ParsedQueries::default(),
+            telemetry: Telemetry::new(),
         }))
     }
 }

@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod telemetry;
 pub mod tenancy;
 
 pub use app::App;

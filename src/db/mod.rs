@@ -82,6 +82,18 @@ pub type PooledConn<'a> = bb8::PooledConnection<'a, Manager>;
 pub type PoolRunError = bb8::RunError<PoolError>;
 
 impl Pool {
+    /// Open connections, and how many of those are idle: the general
+    /// pool's and every lane's together.
+    pub fn connections(&self) -> (u32, u32) {
+        let lanes = self.lanes.iter().map(|lane| &lane.pool);
+        std::iter::once(&self.general)
+            .chain(lanes)
+            .map(|pool| pool.state())
+            .fold((0, 0), |(open, idle), state| {
+                (open + state.connections, idle + state.idle_connections)
+            })
+    }
+
     /// A connection from the general pool.
     pub async fn get(&self) -> Result<PooledConn<'_>, PoolRunError> {
         self.general.get().await

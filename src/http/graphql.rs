@@ -8,6 +8,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_graphql::ErrorExtensionValues;
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
@@ -21,6 +22,7 @@ use crate::app::App;
 use crate::auth;
 use crate::graphql::context::RequestCtx;
 use crate::graphql::response_json;
+use crate::telemetry::Operation;
 use crate::tenancy::conn::SharedTx;
 use crate::tenancy::resolver::TenantSources;
 
@@ -112,13 +114,20 @@ async fn execute(
     mut request: async_graphql::Request,
     queries_only: bool,
 ) -> Response {
+    let started = Instant::now();
     let name = request.operation_name.clone();
     let (op, merges_objects) = match app.parsed.parse(&mut request) {
         Ok(parsed) => (
             operation_type(parsed.doc, name.as_deref()),
             parsed.merges_objects,
         ),
-        Err(e) => return error_response(StatusCode::OK, PARSE_FAILED, &e.message),
+        Err(e) => {
+            let took = started.elapsed();
+            let codes = [PARSE_FAILED].into_iter();
+            app.telemetry
+                .graphql_request(Operation::Unknown, took, codes);
+            return error_response(StatusCode::OK, PARSE_FAILED, &e.message);
+        }
     };
     if queries_only
         && matches!(
@@ -134,6 +143,9 @@ async fn execute(
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        let codes = [BAD_REQUEST].into_iter();
+        app.telemetry
+            .graphql_request(Operation::of(op), started.elapsed(), codes);
         return response;
     }
     let principal = auth::principal_from_headers(headers, &app.secrets.admin_token, &app.keys);
@@ -172,7 +184,17 @@ async fn execute(
                 .set("code", code);
         }
     }
-    json_bytes(StatusCode::OK, response_json::to_vec(&response))
+    let body = response_json::to_vec(&response);
+    let codes = response.errors.iter().map(|error| {
+        let code = error.extensions.as_ref().and_then(|e| e.get("code"));
+        match code {
+            Some(async_graphql::Value::String(code)) => code.as_str(),
+            _ => "UNKNOWN",
+        }
+    });
+    app.telemetry
+        .graphql_request(Operation::of(op), started.elapsed(), codes);
+    json_bytes(StatusCode::OK, body)
 }
 
 /// The type of the operation that will run, if the document names one.

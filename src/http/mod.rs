@@ -1,4 +1,5 @@
-//! The HTTP surface: `/graphql`, GraphiQL at `/`, `/healthz` and `/readyz`.
+//! The HTTP surface: `/graphql`, GraphiQL at `/`, `/healthz`, `/readyz` and
+//! `/metrics`.
 
 pub mod graphiql;
 mod graphql;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -26,6 +27,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/graphiql/{file}", get(graphiql::asset))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(graphql::panic_response))
         .layer(TraceLayer::new_for_http())
@@ -34,6 +36,13 @@ pub fn router(app: Arc<App>) -> Router {
 
 async fn healthz() -> &'static str {
     "ok"
+}
+
+/// Prometheus' text format (see [`crate::telemetry`]).
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    let page = app.telemetry.render(&app);
+    ([(header::CONTENT_TYPE, content_type)], page).into_response()
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {

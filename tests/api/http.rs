@@ -146,3 +146,86 @@ fn committed_schema_graphql_is_current() {
         "schema.graphql is stale: run `cargo run -- print-schema`"
     );
 }
+
+/// The value of the series `series` (name and labels, as Prometheus'
+/// text format writes them) on the page `metrics`; 0 when it is absent.
+fn series(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn metrics_count_requests_and_error_codes_and_name_no_tenant() {
+    let app = TestApp::spawn().await;
+    let owner = app.tenant_with_owner("acme", "enterprise").await;
+    let scrape = || async {
+        let resp = app.http.get(app.url("/metrics")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let kind = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+        resp.text().await.unwrap()
+    };
+    let before = scrape().await;
+
+    for _ in 0..3 {
+        let body = app
+            .gql()
+            .token(&owner)
+            .send("{ me { email } }", json!({}))
+            .await;
+        assert!(body["errors"].is_null(), "{body}");
+    }
+    let unknown = app
+        .gql()
+        .tenant("nosuch")
+        .send("{ me { email } }", json!({}))
+        .await;
+    assert_eq!(code(&unknown), "UNAUTHENTICATED");
+    let broken = app.gql().send("{ me {", json!({})).await;
+    assert_eq!(code(&broken), "GRAPHQL_PARSE_FAILED");
+    let project = app
+        .gql()
+        .token(&owner)
+        .send(
+            "mutation($i: CreateProjectInput!) { createProject(input: $i) { project { id } } }",
+            json!({ "i": { "name": "Counted" } }),
+        )
+        .await;
+    assert!(project["errors"].is_null(), "{project}");
+
+    let after = scrape().await;
+    let grew = |name: &str| series(&after, name) - series(&before, name);
+    assert_eq!(
+        grew(r#"strata_graphql_requests_total{operation="query"}"#),
+        4.0
+    );
+    assert_eq!(
+        grew(r#"strata_graphql_requests_total{operation="mutation"}"#),
+        1.0
+    );
+    assert_eq!(
+        grew(r#"strata_graphql_requests_total{operation="unknown"}"#),
+        1.0
+    );
+    assert_eq!(
+        grew(r#"strata_graphql_errors_total{code="UNAUTHENTICATED"}"#),
+        1.0
+    );
+    assert_eq!(
+        grew(r#"strata_graphql_errors_total{code="GRAPHQL_PARSE_FAILED"}"#),
+        1.0
+    );
+    assert_eq!(grew("strata_graphql_request_duration_seconds_count"), 6.0);
+    assert!(grew("strata_db_statements_total") > 0.0, "{after}");
+    assert!(
+        series(&after, r#"strata_db_connections{state="idle"}"#) >= 1.0,
+        "{after}"
+    );
+    // Operators see the fleet's totals, never who is in it.
+    assert!(
+        !after.contains("acme") && !after.contains("nosuch"),
+        "{after}"
+    );
+}
