@@ -6,7 +6,7 @@
 //! fleet, and every scrape would list every tenant's slug.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{
@@ -37,7 +37,9 @@ pub enum Operation {
     Query,
     Mutation,
     Subscription,
-    /// A document that did not parse, or names no operation it holds.
+    /// A request that did not get as far as an operation: a body that is
+    /// not a GraphQL request, a document that did not parse, or one that
+    /// names an operation it does not hold.
     Unknown,
 }
 
@@ -60,6 +62,16 @@ impl Operation {
         }
     }
 
+    /// Its counter's place in [`Telemetry`]'s list (the order of `ALL`).
+    fn index(self) -> usize {
+        match self {
+            Operation::Query => 0,
+            Operation::Mutation => 1,
+            Operation::Subscription => 2,
+            Operation::Unknown => 3,
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Operation::Query => "query",
@@ -78,6 +90,42 @@ pub struct Telemetry {
     requests: [Counter; 4],
     duration: Histogram,
     served: AtomicU64,
+}
+
+/// One GraphQL request being served (from [`Telemetry::serving`]), counted
+/// when dropped: once answered, with its operation and its errors' codes;
+/// ended by a panic, with one `INTERNAL_SERVER_ERROR` (the answer the
+/// client gets); ended because the client went away, with no error.
+pub struct Served<'t> {
+    telemetry: &'t Telemetry,
+    started: Instant,
+    operation: Operation,
+    codes: Vec<String>,
+    answered: bool,
+}
+
+impl Served<'_> {
+    /// The request is of this operation.
+    pub fn operation(&mut self, operation: Operation) {
+        self.operation = operation;
+    }
+
+    /// The request was answered, with errors of these codes.
+    pub fn answered<'a>(&mut self, codes: impl Iterator<Item = &'a str>) {
+        self.codes.extend(codes.map(str::to_owned));
+        self.answered = true;
+    }
+}
+
+impl Drop for Served<'_> {
+    fn drop(&mut self) {
+        if !self.answered && std::thread::panicking() {
+            self.codes.push("INTERNAL_SERVER_ERROR".to_owned());
+        }
+        let codes = self.codes.iter().map(String::as_str);
+        self.telemetry
+            .graphql_request(self.operation, self.started.elapsed(), codes);
+    }
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -109,7 +157,9 @@ impl Telemetry {
         recorder.describe_histogram(
             DURATION.into(),
             Some(Unit::Seconds),
-            SharedString::const_str("Time to answer a GraphQL request."),
+            SharedString::const_str(
+                "Time to answer a GraphQL request, from its body read to its response ready.",
+            ),
         );
         let requests = Operation::ALL.map(|op| {
             let labels = [("operation", op.label())];
@@ -125,15 +175,26 @@ impl Telemetry {
         }
     }
 
+    /// A GraphQL request being served, counted when the guard is dropped.
+    pub fn serving(&self) -> Served<'_> {
+        Served {
+            telemetry: self,
+            started: Instant::now(),
+            operation: Operation::Unknown,
+            codes: Vec::new(),
+            answered: false,
+        }
+    }
+
     /// Records one GraphQL request: its operation, how long it took, and the
     /// code of each error in its response.
-    pub fn graphql_request<'a>(
+    fn graphql_request<'a>(
         &self,
         operation: Operation,
         took: Duration,
         codes: impl Iterator<Item = &'a str>,
     ) {
-        self.requests[operation as usize].increment(1);
+        self.requests[operation.index()].increment(1);
         self.duration.record(took.as_secs_f64());
         for code in codes {
             let labels = vec![Label::new("code", code.to_owned())];
@@ -212,7 +273,7 @@ mod tests {
     #[test]
     fn every_operation_has_its_own_counter() {
         for (i, op) in Operation::ALL.into_iter().enumerate() {
-            assert_eq!(op as usize, i, "{op:?} indexes its own counter");
+            assert_eq!(op.index(), i, "{op:?} indexes its own counter");
         }
     }
 }

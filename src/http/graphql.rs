@@ -8,7 +8,6 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_graphql::ErrorExtensionValues;
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
@@ -22,7 +21,7 @@ use crate::app::App;
 use crate::auth;
 use crate::graphql::context::RequestCtx;
 use crate::graphql::response_json;
-use crate::telemetry::Operation;
+use crate::telemetry::{Operation, Served};
 use crate::tenancy::conn::SharedTx;
 use crate::tenancy::resolver::TenantSources;
 
@@ -39,9 +38,11 @@ pub async fn post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let mut served = app.telemetry.serving();
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
+            served.answered([BAD_REQUEST].into_iter());
             return error_response(rejection.status(), BAD_REQUEST, &rejection.body_text());
         }
     };
@@ -50,6 +51,7 @@ pub async fn post(
         .and_then(|v| v.to_str().ok())
         .is_none_or(|v| v.to_ascii_lowercase().contains("json"));
     if !json {
+        served.answered([BAD_REQUEST].into_iter());
         return error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BAD_REQUEST,
@@ -59,6 +61,7 @@ pub async fn post(
     let request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {
+            served.answered([BAD_REQUEST].into_iter());
             return error_response(
                 StatusCode::BAD_REQUEST,
                 BAD_REQUEST,
@@ -66,7 +69,7 @@ pub async fn post(
             );
         }
     };
-    execute(app, &headers, request, false).await
+    execute(&app, &mut served, &headers, request, false).await
 }
 
 /// `GET /graphql?query=...&operationName=...&variables=...`: queries only.
@@ -75,7 +78,9 @@ pub async fn get(
     headers: HeaderMap,
     params: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    let mut served = app.telemetry.serving();
     let Ok(Query(mut params)) = params else {
+        served.answered([BAD_REQUEST].into_iter());
         return error_response(
             StatusCode::BAD_REQUEST,
             BAD_REQUEST,
@@ -83,6 +88,7 @@ pub async fn get(
         );
     };
     let Some(query) = params.remove("query") else {
+        served.answered([BAD_REQUEST].into_iter());
         return error_response(
             StatusCode::BAD_REQUEST,
             BAD_REQUEST,
@@ -97,6 +103,7 @@ pub async fn get(
         match serde_json::from_str::<async_graphql::Variables>(&vars) {
             Ok(vars) => request = request.variables(vars),
             Err(e) => {
+                served.answered([BAD_REQUEST].into_iter());
                 return error_response(
                     StatusCode::BAD_REQUEST,
                     BAD_REQUEST,
@@ -105,16 +112,16 @@ pub async fn get(
             }
         }
     }
-    execute(app, &headers, request, true).await
+    execute(&app, &mut served, &headers, request, true).await
 }
 
 async fn execute(
-    app: Arc<App>,
+    app: &Arc<App>,
+    served: &mut Served<'_>,
     headers: &HeaderMap,
     mut request: async_graphql::Request,
     queries_only: bool,
 ) -> Response {
-    let started = Instant::now();
     let name = request.operation_name.clone();
     let (op, merges_objects) = match app.parsed.parse(&mut request) {
         Ok(parsed) => (
@@ -122,13 +129,11 @@ async fn execute(
             parsed.merges_objects,
         ),
         Err(e) => {
-            let took = started.elapsed();
-            let codes = [PARSE_FAILED].into_iter();
-            app.telemetry
-                .graphql_request(Operation::Unknown, took, codes);
+            served.answered([PARSE_FAILED].into_iter());
             return error_response(StatusCode::OK, PARSE_FAILED, &e.message);
         }
     };
+    served.operation(Operation::of(op));
     if queries_only
         && matches!(
             op,
@@ -143,9 +148,7 @@ async fn execute(
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        let codes = [BAD_REQUEST].into_iter();
-        app.telemetry
-            .graphql_request(Operation::of(op), started.elapsed(), codes);
+        served.answered([BAD_REQUEST].into_iter());
         return response;
     }
     let principal = auth::principal_from_headers(headers, &app.secrets.admin_token, &app.keys);
@@ -192,8 +195,7 @@ async fn execute(
             _ => "UNKNOWN",
         }
     });
-    app.telemetry
-        .graphql_request(Operation::of(op), started.elapsed(), codes);
+    served.answered(codes);
     json_bytes(StatusCode::OK, body)
 }
 

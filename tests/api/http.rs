@@ -194,20 +194,43 @@ async fn metrics_count_requests_and_error_codes_and_name_no_tenant() {
         )
         .await;
     assert!(project["errors"].is_null(), "{project}");
+    let invalid = app
+        .gql()
+        .token(&owner)
+        .send("{ noSuchField }", json!({}))
+        .await;
+    assert_eq!(code(&invalid), "GRAPHQL_VALIDATION_FAILED");
+    let over_get = app
+        .http
+        .get(app.url("/graphql"))
+        .query(&[("query", "mutation { logout }")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over_get.status(), 405);
+    let not_json = app
+        .http
+        .post(app.url("/graphql"))
+        .header("content-type", "text/plain")
+        .body("{ me { email } }")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), 415);
 
     let after = scrape().await;
     let grew = |name: &str| series(&after, name) - series(&before, name);
     assert_eq!(
         grew(r#"strata_graphql_requests_total{operation="query"}"#),
-        4.0
+        5.0
     );
     assert_eq!(
         grew(r#"strata_graphql_requests_total{operation="mutation"}"#),
-        1.0
+        2.0
     );
     assert_eq!(
         grew(r#"strata_graphql_requests_total{operation="unknown"}"#),
-        1.0
+        2.0
     );
     assert_eq!(
         grew(r#"strata_graphql_errors_total{code="UNAUTHENTICATED"}"#),
@@ -217,7 +240,16 @@ async fn metrics_count_requests_and_error_codes_and_name_no_tenant() {
         grew(r#"strata_graphql_errors_total{code="GRAPHQL_PARSE_FAILED"}"#),
         1.0
     );
-    assert_eq!(grew("strata_graphql_request_duration_seconds_count"), 6.0);
+    assert_eq!(
+        grew(r#"strata_graphql_errors_total{code="GRAPHQL_VALIDATION_FAILED"}"#),
+        1.0
+    );
+    // The mutation over GET (405) and the body that is not JSON (415).
+    assert_eq!(
+        grew(r#"strata_graphql_errors_total{code="BAD_USER_INPUT"}"#),
+        2.0
+    );
+    assert_eq!(grew("strata_graphql_request_duration_seconds_count"), 9.0);
     assert!(grew("strata_db_statements_total") > 0.0, "{after}");
     assert!(
         series(&after, r#"strata_db_connections{state="idle"}"#) >= 1.0,
