@@ -220,36 +220,32 @@ async fn metrics_count_requests_and_error_codes_and_name_no_tenant() {
 
     let after = scrape().await;
     let grew = |name: &str| series(&after, name) - series(&before, name);
-    assert_eq!(
-        grew(r#"strata_graphql_requests_total{operation="query"}"#),
-        5.0
-    );
-    assert_eq!(
-        grew(r#"strata_graphql_requests_total{operation="mutation"}"#),
-        2.0
-    );
-    assert_eq!(
-        grew(r#"strata_graphql_requests_total{operation="unknown"}"#),
-        2.0
-    );
-    assert_eq!(
-        grew(r#"strata_graphql_errors_total{code="UNAUTHENTICATED"}"#),
-        1.0
-    );
-    assert_eq!(
-        grew(r#"strata_graphql_errors_total{code="GRAPHQL_PARSE_FAILED"}"#),
-        1.0
-    );
-    assert_eq!(
-        grew(r#"strata_graphql_errors_total{code="GRAPHQL_VALIDATION_FAILED"}"#),
-        1.0
-    );
-    // The mutation over GET (405) and the body that is not JSON (415).
-    assert_eq!(
-        grew(r#"strata_graphql_errors_total{code="BAD_USER_INPUT"}"#),
-        2.0
-    );
-    assert_eq!(grew("strata_graphql_request_duration_seconds_count"), 9.0);
+    let expected = [
+        (r#"strata_graphql_requests_total{operation="query"}"#, 5.0),
+        (
+            r#"strata_graphql_requests_total{operation="mutation"}"#,
+            2.0,
+        ),
+        (r#"strata_graphql_requests_total{operation="unknown"}"#, 2.0),
+        (
+            r#"strata_graphql_errors_total{code="UNAUTHENTICATED"}"#,
+            1.0,
+        ),
+        (
+            r#"strata_graphql_errors_total{code="GRAPHQL_PARSE_FAILED"}"#,
+            1.0,
+        ),
+        (
+            r#"strata_graphql_errors_total{code="GRAPHQL_VALIDATION_FAILED"}"#,
+            1.0,
+        ),
+        // The mutation over GET (405) and the body that is not JSON (415).
+        (r#"strata_graphql_errors_total{code="BAD_USER_INPUT"}"#, 2.0),
+        ("strata_graphql_request_duration_seconds_count", 9.0),
+    ];
+    for (name, by) in expected {
+        assert_eq!(grew(name), by, "{name}");
+    }
     assert!(grew("strata_db_statements_total") > 0.0, "{after}");
     assert!(
         series(&after, r#"strata_db_connections{state="idle"}"#) >= 1.0,
