@@ -122,7 +122,7 @@ impl Drop for Served<'_> {
         if !self.answered && std::thread::panicking() {
             self.codes.push("INTERNAL_SERVER_ERROR".to_owned());
         }
-        let codes = self.codes.iter().map(String::as_str);
+        let codes = std::mem::take(&mut self.codes);
         self.telemetry
             .graphql_request(self.operation, self.started.elapsed(), codes);
     }
@@ -188,16 +188,11 @@ impl Telemetry {
 
     /// Records one GraphQL request: its operation, how long it took, and the
     /// code of each error in its response.
-    fn graphql_request<'a>(
-        &self,
-        operation: Operation,
-        took: Duration,
-        codes: impl Iterator<Item = &'a str>,
-    ) {
+    fn graphql_request(&self, operation: Operation, took: Duration, codes: Vec<String>) {
         self.requests[operation.index()].increment(1);
         self.duration.record(took.as_secs_f64());
         for code in codes {
-            let labels = vec![Label::new("code", code.to_owned())];
+            let labels = vec![Label::new("code", code)];
             let key = Key::from_parts(ERRORS, labels);
             self.recorder.register_counter(&key, &META).increment(1);
         }
